@@ -1,0 +1,140 @@
+"""The 52 MediaPipe blendshapes and a FaceLandmarker wrapper for stills and video."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+BLENDSHAPE_NAMES: tuple[str, ...] = (
+    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
+    "browOuterUpRight", "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft",
+    "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight",
+    "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft",
+    "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen",
+    "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
+    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight",
+    "mouthPressLeft", "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower",
+    "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight",
+    "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
+    "noseSneerLeft", "noseSneerRight",
+)
+assert len(BLENDSHAPE_NAMES) == 52
+
+Mode = Literal["image", "video"]
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face: 52 scores in MediaPipe order, a pixel box and 478 landmarks."""
+
+    scores: np.ndarray  # (52,) float32
+    box: tuple[float, float, float, float]  # x, y, w, h in pixels
+    landmarks: np.ndarray  # (478, 3) normalised x, y, z
+
+
+def _box(landmarks: np.ndarray, width: int, height: int) -> tuple[float, float, float, float]:
+    x0, y0 = landmarks[:, 0].min() * width, landmarks[:, 1].min() * height
+    x1, y1 = landmarks[:, 0].max() * width, landmarks[:, 1].max() * height
+    return float(x0), float(y0), float(x1 - x0), float(y1 - y0)
+
+
+class FaceLandmarker:
+    """MediaPipe Face Landmarker returning :class:`Face` objects.
+
+    ``mode="image"`` treats every call independently; ``mode="video"`` tracks faces across
+    calls, which need increasing timestamps. Use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike | None = None,
+        *,
+        mode: Mode = "image",
+        max_faces: int = 1,
+        min_detection_confidence: float = 0.5,
+        min_presence_confidence: float = 0.5,
+        min_tracking_confidence: float = 0.5,
+    ) -> None:
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        from .assets import landmarker_path
+
+        if mode not in ("image", "video"):
+            raise ValueError(f"mode must be 'image' or 'video', not {mode!r}")
+        if max_faces < 1:
+            raise ValueError("max_faces must be at least 1")
+        self.mode = mode
+        self.max_faces = max_faces
+        running = vision.RunningMode.IMAGE if mode == "image" else vision.RunningMode.VIDEO
+        options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(landmarker_path(model_path))),
+            running_mode=running,
+            num_faces=max_faces,
+            min_face_detection_confidence=min_detection_confidence,
+            min_face_presence_confidence=min_presence_confidence,
+            min_tracking_confidence=min_tracking_confidence,
+            output_face_blendshapes=True,
+        )
+        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        self._last_ms = -1
+
+    def detect(self, image: np.ndarray, timestamp_s: float | None = None, *,
+               bgr: bool = True) -> list[Face]:
+        """Faces in one frame (H x W x 3 uint8, BGR unless ``bgr=False``; greyscale allowed).
+
+        In video mode ``timestamp_s`` is required; it is made strictly increasing in ms.
+        """
+        import mediapipe as mp
+
+        rgb = _to_rgb(image, bgr)
+        mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
+        if self.mode == "image":
+            result = self._landmarker.detect(mp_image)
+        else:
+            if timestamp_s is None:
+                raise ValueError("video mode needs a timestamp")
+            ms = max(int(round(timestamp_s * 1000)), self._last_ms + 1)
+            self._last_ms = ms
+            result = self._landmarker.detect_for_video(mp_image, ms)
+        height, width = rgb.shape[:2]
+        faces = []
+        for shapes, marks in zip(result.face_blendshapes, result.face_landmarks, strict=True):
+            scores = np.fromiter((c.score for c in shapes), dtype=np.float32, count=len(shapes))
+            pts = np.array([(p.x, p.y, p.z) for p in marks], dtype=np.float32)
+            faces.append(Face(scores=scores, box=_box(pts, width, height), landmarks=pts))
+        return faces
+
+    def close(self) -> None:
+        """Release the MediaPipe graph (idempotent)."""
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
+
+    def __enter__(self) -> FaceLandmarker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown: nowhere to report
+            self.close()
+
+
+def _to_rgb(image: np.ndarray, bgr: bool) -> np.ndarray:
+    import cv2
+
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {image.dtype}")
+    if image.ndim == 2:
+        return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_GRAY2RGB))
+    if image.ndim == 3 and image.shape[2] == 4:
+        code = cv2.COLOR_BGRA2RGB if bgr else cv2.COLOR_RGBA2RGB
+        return np.ascontiguousarray(cv2.cvtColor(image, code))
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an H x W x 3 image, got shape {image.shape}")
+    return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if bgr else image)

@@ -1,0 +1,72 @@
+"""The one command-line entry point: ``emotion-estimator <command> ...``.
+
+Each command lives in ``emotion_estimator.commands.<name>`` with ``configure(parser)`` and
+``run(args) -> int``; heavy imports (torch, mediapipe) happen inside ``run`` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import EXIT_INPUT, EXIT_RUNTIME, InputError
+
+COMMANDS: dict[str, str] = {
+    "analyze": "emotion per face and frame of images, videos or a camera",
+    "blendshapes": "per-frame table of the 52 MediaPipe blendshapes",
+    "prepare": "FER2013 -> blendshape dataset (caps, detectability, augmentation)",
+    "select-blendshapes": "choose blendshapes by the paper's threshold rule",
+    "train": "train the LSTM (or dense) classifier on a prepared dataset",
+    "tune": "hyper-parameter search with Optuna",
+    "evaluate": "metrics, confusion matrix and misclassified images of a model",
+    "ablate": "the paper's ablations as one table",
+    "export": "export a trained run to ONNX + metadata JSON",
+    "models": "fetch / verify / locate model files",
+    "bench": "side-by-side benchmarks against peer tools",
+}
+
+
+def _module(name: str):
+    return importlib.import_module(f"emotion_estimator.commands.{name.replace('-', '_')}")
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; only the chosen command's module is imported (fast --help)."""
+    parser = argparse.ArgumentParser(
+        prog="emotion-estimator",
+        description="Estimate happy / sad / unknown from faces via MediaPipe blendshapes.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    args = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in args if a in COMMANDS), None)
+    for name, help_text in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            _module(name).configure(p)
+    return parser
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns (and exits with) 0 ok, 1 runtime error, 2 usage/input error."""
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    try:
+        code = _module(args.command).run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    except InputError as exc:
+        print(f"emotion-estimator: error: {exc}", file=sys.stderr)
+        code = EXIT_INPUT
+    except Exception as exc:  # noqa: BLE001 - the CLI promises one line, never a traceback
+        from .errors import describe
+
+        print(f"emotion-estimator: error: {describe(exc)}", file=sys.stderr)
+        code = EXIT_RUNTIME
+    if argv is None:
+        sys.exit(code)
+    return code

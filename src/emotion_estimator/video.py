@@ -1,0 +1,245 @@
+"""Frame sources: image files, video files and cameras, yielded lazily."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
+
+
+class SourceError(RuntimeError):
+    """A frame source could not be opened or read."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame (BGR uint8) with its index and time in seconds."""
+
+    index: int
+    timestamp_s: float
+    image: np.ndarray
+
+
+class FrameSource:
+    """Base class: iterate to get :class:`Frame` objects; ``warnings`` collects soft errors."""
+
+    name: str = ""
+    fps: float | None = None
+    frame_count: int | None = None
+    is_live: bool = False
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the underlying device or file."""
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ImageSource(FrameSource):
+    """A single still image as a one-frame source."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.name = str(path)
+        self.frame_count = 1
+        self.image = read_image(self.path)
+
+    def __iter__(self) -> Iterator[Frame]:
+        yield Frame(0, 0.0, self.image)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read an image as BGR uint8, raising :class:`SourceError` with a readable reason."""
+    import cv2
+
+    if not path.is_file():
+        raise SourceError(f"no such file: {path}")
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise SourceError(f"cannot decode image: {path}")
+    return image
+
+
+class VideoSource(FrameSource):
+    """A video file decoded with OpenCV; timestamps from the container, else index / fps.
+
+    Decoding runs in a background thread (bounded queue: constant memory). A stream that
+    ends before its announced frame count is reported in ``warnings``.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, prefetch: int = 8) -> None:
+        import cv2
+
+        super().__init__()
+        self.path = Path(path)
+        self.name = str(path)
+        if not self.path.is_file():
+            raise SourceError(f"no such file: {self.path}")
+        self._cap = cv2.VideoCapture(str(self.path))
+        ok, first = (self._cap.read() if self._cap.isOpened() else (False, None))
+        if not ok or first is None:
+            self._cap.release()
+            raise SourceError(f"cannot decode video: {self.path}")
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if fps and fps > 0 else None
+        count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.frame_count = count if count > 0 else None
+        self._first = first
+        self._first_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+        self._prefetch = prefetch
+
+    def _timestamp(self, index: int, pos_ms: float, previous: float) -> float:
+        if pos_ms > 0 or index == 0:
+            ts = pos_ms / 1000.0
+        else:
+            ts = index / self.fps if self.fps else float(index)
+        if self.fps and ts <= previous:  # containers without timestamps repeat 0
+            ts = index / self.fps
+        return ts
+
+    def _decode(self) -> Iterator[tuple[np.ndarray, float]]:
+        import cv2
+
+        yield self._first, self._first_ms
+        while True:
+            ok, image = self._cap.read()
+            if not ok or image is None:
+                return
+            yield image, self._cap.get(cv2.CAP_PROP_POS_MSEC)
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._first is None:
+            raise SourceError(f"{self.name} can be read only once")
+        q: queue.Queue = queue.Queue(maxsize=self._prefetch)
+        stop = threading.Event()
+        done = object()
+
+        def worker() -> None:
+            try:
+                for item in self._decode():
+                    while not stop.is_set():
+                        try:
+                            q.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+            finally:
+                q.put(done)
+
+        thread = threading.Thread(target=worker, name="decode", daemon=True)
+        thread.start()
+        index, previous = 0, -1.0
+        try:
+            while (item := q.get()) is not done:
+                image, pos_ms = item
+                previous = self._timestamp(index, pos_ms, previous)
+                yield Frame(index, previous, image)
+                index += 1
+        finally:
+            stop.set()
+            thread.join(timeout=2)
+            self._first = None
+        if self.frame_count and index < self.frame_count - 1:
+            self.warnings.append(
+                f"{self.name}: decoded {index} of {self.frame_count} frames; "
+                "the rest is unreadable (truncated file?)"
+            )
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+class CameraSource(FrameSource):
+    """A live camera by index; timestamps from the wall clock since the first frame."""
+
+    is_live = True
+
+    def __init__(self, index: int, *, read_timeout_s: float = 5.0) -> None:
+        import cv2
+
+        super().__init__()
+        self.name = f"camera {index}"
+        self._cap = cv2.VideoCapture(index)
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise SourceError(f"camera {index} is not available")
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if fps and fps > 0 else None
+        self.read_timeout_s = read_timeout_s
+
+    def __iter__(self) -> Iterator[Frame]:
+        import time
+
+        start = None
+        index = 0
+        last_ok = time.monotonic()
+        while True:
+            ok, image = self._cap.read()
+            now = time.monotonic()
+            if not ok or image is None:
+                if now - last_ok > self.read_timeout_s:
+                    raise SourceError(f"{self.name} stopped delivering frames")
+                time.sleep(0.01)
+                continue
+            last_ok = now
+            start = now if start is None else start
+            yield Frame(index, now - start, image)
+            index += 1
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+def open_source(source: str | os.PathLike | int) -> FrameSource:
+    """Open a camera (int), an image or a video file by its suffix, else by trying video."""
+    if isinstance(source, int):
+        return CameraSource(source)
+    path = Path(source)
+    if path.is_dir():
+        raise SourceError(f"{path} is a directory; pass its files (see expand_inputs)")
+    if not path.exists():
+        raise SourceError(f"no such file: {path}")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSource(path)
+    return VideoSource(path)
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Expand folders into their image and video files (sorted); keep files as given."""
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(
+                f for f in p.iterdir()
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
+            )
+            if not found:
+                raise SourceError(f"{p} holds no image or video files")
+            paths.extend(found)
+        elif not p.exists():
+            raise SourceError(f"no such file: {p}")
+        else:
+            paths.append(p)
+    return paths
