@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -50,8 +51,33 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_native_logs() -> None:
+    """Keep MediaPipe / TFLite / FFmpeg chatter off the terminal.
+
+    Native libraries write straight to file descriptor 2; Python's ``sys.stderr`` moves to a
+    copy of it and fd 2 goes to /dev/null. Set ``EMOTION_ESTIMATOR_NATIVE_LOGS=1`` to keep them.
+    """
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if os.environ.get("EMOTION_ESTIMATOR_NATIVE_LOGS") == "1":
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:  # no usable fd 2 (embedded interpreter): leave it alone
+        return
+    sys.stderr = os.fdopen(saved, "w", buffering=1, encoding="utf-8", errors="replace")
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
 def cli(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns (and exits with) 0 ok, 1 runtime error, 2 usage/input error."""
+    if argv is None:
+        quiet_native_logs()
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:

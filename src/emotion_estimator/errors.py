@@ -11,6 +11,9 @@ class InputError(ValueError):
 
 
 def describe(exc: BaseException) -> str:
-    """One readable line for an unexpected exception."""
+    """One readable line for an exception; the project's own errors need no type name."""
     text = str(exc).strip().splitlines()
+    own = type(exc).__module__.startswith("emotion_estimator")
+    if text and (own or isinstance(exc, OSError)):
+        return text[0]
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
