@@ -1,0 +1,134 @@
+"""Counts at every step of ``prepare`` (the paper's Tables 1-3 beside ours) as JSON and Markdown."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .fer2013 import EMOTIONS, SPLITS
+
+# paper Table 1 (FER2013 as published; "afraid" = fear): full, train, val (public), test (private)
+PAPER_TABLE1: dict[str, dict[str, int]] = {
+    "happy": {"full": 8989, "train": 7215, "val": 895, "test": 879},
+    "sad": {"full": 6077, "train": 4830, "val": 653, "test": 594},
+    "angry": {"full": 4953, "train": 3995, "val": 467, "test": 491},
+    "fear": {"full": 5121, "train": 4097, "val": 496, "test": 528},
+    "surprise": {"full": 4002, "train": 3171, "val": 415, "test": 416},
+    "disgust": {"full": 547, "train": 436, "val": 56, "test": 55},
+    "neutral": {"full": 6198, "train": 4965, "val": 607, "test": 626},
+}
+# paper Table 2 (train caps; disgust: "maximum possible") and Table 3 (undetectable, train)
+PAPER_TABLE2: dict[str, int | None] = {"happy": 4000, "sad": 4000, "angry": 1500, "fear": 1500,
+                                       "surprise": 1500, "disgust": None, "neutral": 1500}
+PAPER_TABLE3: dict[str, int] = {"happy": 377, "sad": 835, "angry": 597, "fear": 616,
+                                "surprise": 239, "disgust": 72, "neutral": 261}
+
+
+def _counts(table: pd.DataFrame, row: str, col: str, rows: tuple[str, ...] | list[str],
+            cols: tuple[str, ...] | list[str]) -> dict[str, dict[str, int]]:
+    grid = table.groupby([row, col]).size().unstack(fill_value=0) if len(table) else None
+    return {r: {c: int(grid.at[r, c]) if grid is not None and r in grid.index
+                and c in grid.columns else 0 for c in cols} for r in rows}
+
+
+def build(samples: pd.DataFrame, extracted: pd.DataFrame, variants: list[str],
+          labels: list[str]) -> dict:
+    """The count tables of a run.
+
+    ``samples``: every loaded row with ``split, source_label, label, kept``; ``extracted``: one
+    row per MediaPipe call with ``split, source_label, label, copy, preprocess, detected``.
+    """
+    kept = samples[samples["kept"]]
+    table1 = _counts(samples, "source_label", "split", EMOTIONS, SPLITS)
+    for row in table1.values():
+        row["full"] = sum(row[s] for s in SPLITS)
+    originals = extracted[extracted["copy"] == 0]
+    augmented = extracted[extracted["copy"] > 0]
+    detection: dict[str, dict] = {}
+    for variant in variants:
+        orig = originals[originals["preprocess"] == variant]
+        aug = augmented[augmented["preprocess"] == variant]
+        missed = orig[~orig["detected"]]
+        detection[variant] = {
+            "undetected": _counts(missed, "source_label", "split", EMOTIONS, SPLITS),
+            "rate": {s: _rate(orig[orig["split"] == s]["detected"]) for s in SPLITS},
+            "rate_all": _rate(orig["detected"]),
+            "augmented": {"made": int(len(aug)), "detected": int(aug["detected"].sum()),
+                          "dropped": int((~aug["detected"]).sum()),
+                          "dropped_by_class": _counts(aug[~aug["detected"]], "source_label",
+                                                      "preprocess", EMOTIONS, [variant])},
+        }
+    final = extracted[extracted["detected"]]
+    dataset = {v: {"originals": _counts(final[(final["preprocess"] == v) & (final["copy"] == 0)],
+                                        "label", "split", labels, SPLITS),
+                   "augmented": _counts(final[(final["preprocess"] == v) & (final["copy"] > 0)],
+                                        "label", "split", labels, SPLITS)}
+               for v in variants}
+    return {
+        "table1_input": table1,
+        "table2_after_caps": {e: int(((kept["split"] == "train")
+                                      & (kept["source_label"] == e)).sum()) for e in EMOTIONS},
+        "kept_by_label": _counts(kept, "label", "split", labels, SPLITS),
+        "detection": detection,
+        "dataset": dataset,
+        "paper": {"table1": PAPER_TABLE1, "table2": PAPER_TABLE2, "table3": PAPER_TABLE3},
+    }
+
+
+def _rate(detected: pd.Series) -> float | None:
+    return round(float(detected.mean()), 4) if len(detected) else None
+
+
+def markdown(report: dict) -> str:
+    """A human-readable report.md from the report dict."""
+    counts = report["counts"]
+    aug = report["augment"]
+    out = ["# FER2013 -> blendshape dataset", ""]
+    out += [f"- input: `{report['input']}` ({report['rows_loaded']} rows loaded, "
+            f"{len(report['bad_rows'])} bad rows skipped)",
+            f"- classes: {report['class_map']}", f"- caps (train): {report['caps']}",
+            f"- seed: {report['seed']}; augmented copies per kept train image: "
+            f"{aug['copies']} (flip p=0.5, rotation ±{aug['max_angle']}°)",
+            f"- preprocessing variants: {report['preprocess']}",
+            f"- mediapipe {report['versions']['mediapipe']}, face_landmarker.task sha256 "
+            f"`{report['landmarker_sha256']}`",
+            f"- timings (s): {report['timings']}; MediaPipe calls: {report['calls']} "
+            f"({report['calls_per_s']} /s with {report['workers']} workers)", ""]
+    t1, p1 = counts["table1_input"], counts["paper"]["table1"]
+    out += ["## Table 1: input per class and split (ours / paper)", "",
+            "| class | full | train | val (PublicTest) | test (PrivateTest) |",
+            "|---|---|---|---|---|"]
+    for e in EMOTIONS:
+        out.append(f"| {e} | " + " | ".join(f"{t1[e][s]} / {p1[e][s]}"
+                                             for s in ("full", *SPLITS)) + " |")
+    out += ["", "## Table 2: train split after caps (ours / paper)", "",
+            "| " + " | ".join(EMOTIONS) + " |", "|" + "---|" * len(EMOTIONS),
+            "| " + " | ".join(f"{counts['table2_after_caps'][e]} / "
+                              f"{counts['paper']['table2'][e] or 'all'}" for e in EMOTIONS) + " |"]
+    for variant, det in counts["detection"].items():
+        un = det["undetected"]
+        out += ["", f"## Table 3 ({variant}): undetectable by MediaPipe (ours / paper, train)", "",
+                "| class | train | val | test |", "|---|---|---|---|"]
+        for e in EMOTIONS:
+            out.append(f"| {e} | {un[e]['train']} / {counts['paper']['table3'][e]} | "
+                       f"{un[e]['val']} | {un[e]['test']} |")
+        rates = ", ".join(f"{s} {_pct(r)}" for s, r in det["rate"].items())
+        aug = det["augmented"]
+        out += ["", f"Detection rate ({variant}): {rates}; all {_pct(det['rate_all'])}. "
+                f"Augmented copies: {aug['made']} made, {aug['dropped']} dropped (no face)."]
+    for variant, parts in counts["dataset"].items():
+        out += ["", f"## Dataset rows ({variant}): originals + augmented", "",
+                "| label | train | val | test |", "|---|---|---|---|"]
+        for label, row in parts["originals"].items():
+            aug = parts["augmented"][label]
+            out.append(f"| {label} | " + " | ".join(
+                f"{row[s]} + {aug[s]}" if aug[s] else str(row[s]) for s in SPLITS) + " |")
+    if report["bad_rows"]:
+        out += ["", "## Bad input rows (skipped)", ""]
+        out += [f"- {b}" for b in report["bad_rows"][:50]]
+        if len(report["bad_rows"]) > 50:
+            out.append(f"- ... {len(report['bad_rows']) - 50} more in report.json")
+    return "\n".join(out) + "\n"
+
+
+def _pct(rate: float | None) -> str:
+    return "n/a" if rate is None else f"{100 * rate:.1f}%"
