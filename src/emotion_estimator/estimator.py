@@ -1,0 +1,231 @@
+"""``EmotionEstimator``: faces -> blendshapes -> classifier -> per-face temporal filter.
+
+The per-frame loop lives here so every front end (the ``analyze`` command, the Python API, a
+robot's own loop) runs the same code: :meth:`EmotionEstimator.stream` opens a VIDEO-mode
+landmarker, and for each frame :class:`FrameAnalyzer` assigns persistent face ids, classifies
+all faces in one batch and filters each face's probabilities over time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from .blendshapes import BLENDSHAPE_NAMES, Face, FaceLandmarker
+from .temporal import FilterBank
+from .tracking import FaceTracker
+from .video import Frame, FrameSource, ImageSource, open_source, read_image
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class Classifier(Protocol):
+    """What the estimator needs of a classifier (``EmotionClassifier`` is one)."""
+
+    classes: tuple[str, ...]
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One face in one frame: its id, box, label and class probabilities.
+
+    ``probabilities`` are the filtered ones the label is based on; ``raw_probabilities`` the
+    classifier's output for this frame alone; ``scores`` the 52 blendshapes (MediaPipe order).
+    """
+
+    face_id: int
+    box: tuple[float, float, float, float]
+    label: str
+    probabilities: dict[str, float]
+    raw_probabilities: dict[str, float]
+    scores: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """All faces of one frame; ``dropped`` lists face ids forgotten (filter reset) here."""
+
+    frame: int
+    timestamp_s: float
+    faces: list[FaceResult]
+    dropped: list[int] = field(default_factory=list)
+    image: np.ndarray | None = field(default=None, repr=False)
+
+    def rows(self, blendshapes: bool = False) -> list[dict[str, Any]]:
+        """Table rows: one per face, or one ``face_detected=False`` row without a face."""
+        base = {"frame": self.frame, "timestamp_s": round(self.timestamp_s, 6)}
+        if not self.faces:
+            return [{**base, "face_detected": False}]
+        rows = []
+        for face in self.faces:
+            x, y, w, h = face.box
+            row = {**base, "face_id": face.face_id, "face_detected": True,
+                   "x": round(x, 2), "y": round(y, 2), "w": round(w, 2), "h": round(h, 2),
+                   "label": face.label}
+            row.update({f"p_{c}": round(p, 5) for c, p in face.probabilities.items()})
+            if blendshapes:
+                row.update(zip(BLENDSHAPE_NAMES, face.scores.tolist(), strict=True))
+            rows.append(row)
+        return rows
+
+
+def load_classifier(model: str | os.PathLike | Classifier | None) -> Classifier:
+    """The shipped default (``None``), an ``.onnx`` path, or a ready classifier object."""
+    if model is None or isinstance(model, str | os.PathLike):
+        from .classifier import EmotionClassifier
+
+        return EmotionClassifier.load(model)
+    return model
+
+
+class FrameAnalyzer:
+    """The per-frame step after detection: face ids, one classifier batch, per-face filters."""
+
+    def __init__(self, classifier: Classifier, smoothing: str = "ema",
+                 smoothing_params: Mapping[str, Any] | None = None,
+                 forget_s: float = 1.0) -> None:
+        self.classifier = classifier
+        self.classes = tuple(classifier.classes)
+        self.tracker = FaceTracker(forget_s=forget_s)
+        self.filters = FilterBank.of(smoothing, len(self.classes), smoothing_params)
+
+    def __call__(self, frame: Frame, faces: list[Face]) -> FrameResult:
+        ids, dropped = self.tracker.update([f.box for f in faces], frame.timestamp_s)
+        self.filters.drop(dropped)
+        results = []
+        if faces:
+            raw = self.classifier.predict_proba(np.stack([f.scores for f in faces]))
+            for face, face_id, p in zip(faces, ids, raw, strict=True):
+                smooth, label = self.filters.update(face_id, p, frame.timestamp_s)
+                results.append(FaceResult(
+                    face_id=face_id, box=face.box, label=self.classes[label],
+                    probabilities=dict(zip(self.classes, smooth.tolist(), strict=True)),
+                    raw_probabilities=dict(zip(self.classes, p.tolist(), strict=True)),
+                    scores=face.scores,
+                ))
+        return FrameResult(frame.index, frame.timestamp_s, results, dropped, frame.image)
+
+
+class EmotionEstimator:
+    """Emotion per face in images, videos and camera streams.
+
+    ``model``: ``None`` (the shipped classifier), an ``.onnx`` path or a classifier object;
+    ``smoothing``: ``"ema"``, ``"hmm"`` or ``"none"`` with ``smoothing_params`` in seconds (see
+    :mod:`emotion_estimator.temporal`); ``forget_s``: how long a face may be missing before
+    its id and filter state are dropped.
+    """
+
+    def __init__(self, model: str | os.PathLike | Classifier | None = None, max_faces: int = 1,
+                 smoothing: str = "ema", *, smoothing_params: Mapping[str, Any] | None = None,
+                 forget_s: float = 1.0, landmarker: str | os.PathLike | None = None,
+                 min_detection_confidence: float = 0.5) -> None:
+        if max_faces < 1:
+            raise ValueError("max_faces must be at least 1")
+        self.classifier = load_classifier(model)
+        self.classes: tuple[str, ...] = tuple(self.classifier.classes)
+        self.max_faces = max_faces
+        self.smoothing = smoothing
+        self.smoothing_params = dict(smoothing_params or {})
+        self.forget_s = forget_s
+        self._landmarker_path = landmarker
+        self._confidence = min_detection_confidence
+        self._image_landmarker: FaceLandmarker | None = None
+        self._entered = False
+        FrameAnalyzer(self.classifier, smoothing, self.smoothing_params, forget_s)  # validate
+
+    def columns(self, blendshapes: bool = False) -> dict[str, type]:
+        """The output columns and their types, in order."""
+        from .outputs import frame_columns
+
+        return frame_columns(self.classes, BLENDSHAPE_NAMES if blendshapes else ())
+
+    def landmarker(self, mode: str = "video") -> FaceLandmarker:
+        """A new MediaPipe landmarker configured like this estimator."""
+        return FaceLandmarker(self._landmarker_path, mode=mode, max_faces=self.max_faces,
+                              min_detection_confidence=self._confidence)
+
+    def analyzer(self, smoothing: str | None = None) -> FrameAnalyzer:
+        """A fresh per-stream state (ids from 0, empty filters)."""
+        return FrameAnalyzer(self.classifier, smoothing or self.smoothing,
+                             self.smoothing_params, self.forget_s)
+
+    def analyze_image(self, image: np.ndarray | str | os.PathLike) -> list[FaceResult]:
+        """Faces in one still (BGR array or file), ids from left to right, no smoothing.
+
+        Inside ``with EmotionEstimator(...) as est:`` one landmarker serves all calls.
+        """
+        if not isinstance(image, np.ndarray):
+            image = read_image(Path(image))
+        with self._stills() as landmarker:
+            faces = sorted(landmarker.detect(image), key=lambda f: f.box[0])
+        return self.analyzer("none")(Frame(0, 0.0, image), faces).faces
+
+    def stream(self, source: FrameSource | str | os.PathLike | int) -> Iterator[FrameResult]:
+        """Results frame by frame as they are computed (a camera runs until stopped)."""
+        owned = not isinstance(source, FrameSource)
+        src = open_source(source) if owned else source
+        try:
+            still = isinstance(src, ImageSource)
+            analyze = self.analyzer("none" if still else None)
+            landmarkers = self._stills() if still else self.landmarker("video")
+            with landmarkers as landmarker:
+                for frame in src:
+                    faces = landmarker.detect(frame.image, frame.timestamp_s)
+                    if still:  # no tracking on a still: ids from left to right
+                        faces.sort(key=lambda f: f.box[0])
+                    yield analyze(frame, faces)
+        finally:
+            if owned:
+                src.close()
+
+    def analyze_video(self, path: str | os.PathLike, *,
+                      blendshapes: bool = False) -> pd.DataFrame:
+        """One row per (frame, face), plus one ``face_detected=False`` row per empty frame."""
+        rows = [row for result in self.stream(path) for row in result.rows(blendshapes)]
+        return to_frame(rows, self.columns(blendshapes))
+
+    @contextlib.contextmanager
+    def _stills(self) -> Iterator[FaceLandmarker]:
+        """An IMAGE-mode landmarker: kept while inside ``with``, else one per call.
+
+        (A landmarker left open until interpreter exit makes MediaPipe print a traceback.)
+        """
+        if not self._entered:
+            with self.landmarker("image") as landmarker:
+                yield landmarker
+            return
+        if self._image_landmarker is None:
+            self._image_landmarker = self.landmarker("image")
+        yield self._image_landmarker
+
+    def close(self) -> None:
+        """Release the still-image landmarker (streams release theirs themselves)."""
+        self._entered = False
+        if self._image_landmarker is not None:
+            self._image_landmarker.close()
+            self._image_landmarker = None
+
+    def __enter__(self) -> EmotionEstimator:
+        self._entered = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def to_frame(rows: list[dict[str, Any]], columns: Mapping[str, type]) -> pd.DataFrame:
+    """Rows -> DataFrame with the contract's columns and nullable dtypes."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=list(columns))
+    dtypes = {int: "Int64", float: "float64", bool: "bool", str: "string"}
+    return df.astype({c: dtypes[t] for c, t in columns.items()})

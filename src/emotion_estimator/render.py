@@ -1,0 +1,128 @@
+"""Annotated frames (box, id, label, a bar per class; a "no face" mark) and a video writer."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .estimator import FrameResult
+
+# BGR colours per class name; classes not listed get one from the palette
+COLORS = {"happy": (60, 190, 60), "sad": (200, 120, 40), "unknown": (150, 150, 150)}
+PALETTE = ((40, 160, 230), (180, 60, 180), (60, 200, 200), (90, 90, 220))
+NO_FACE = (40, 40, 220)
+
+
+def class_color(name: str, classes: Sequence[str]) -> tuple[int, int, int]:
+    """The drawing colour of a class (stable for a given class list)."""
+    return COLORS.get(name) or PALETTE[list(classes).index(name) % len(PALETTE)]
+
+
+def annotate(image: np.ndarray, result: FrameResult, classes: Sequence[str]) -> np.ndarray:
+    """A copy of ``image`` (BGR) with every face of ``result`` drawn, or a "no face" mark."""
+    import cv2
+
+    out = image.copy()
+    height, width = out.shape[:2]
+    scale = max(0.4, min(width, height) / 700)
+    thick = max(1, round(scale * 2))
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    if not result.faces:
+        (tw, th), base = cv2.getTextSize("no face", font, scale, thick)
+        pad = round(6 * scale)
+        cv2.rectangle(out, (0, 0), (tw + 2 * pad, th + base + 2 * pad), NO_FACE, -1)
+        cv2.putText(out, "no face", (pad, pad + th), font, scale, (255, 255, 255), thick,
+                    cv2.LINE_AA)
+        return out
+    for face in result.faces:
+        x, y, w, h = (round(v) for v in face.box)
+        color = class_color(face.label, classes)
+        cv2.rectangle(out, (x, y), (x + w, y + h), color, thick + 1, cv2.LINE_AA)
+        text = f"#{face.face_id} {face.label} {face.probabilities.get(face.label, 0):.0%}"
+        (tw, th), base = cv2.getTextSize(text, font, scale, thick)
+        ty = max(y - base - 2, th + 2)
+        cv2.rectangle(out, (x, ty - th - 2), (x + tw + 4, ty + base), color, -1)
+        cv2.putText(out, text, (x + 2, ty), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
+        _bars(out, face.probabilities, classes, (x, min(y + h + 4, height - 1)), max(w, 60),
+              scale, font)
+    return out
+
+
+def _bars(out: np.ndarray, probs: dict[str, float], classes: Sequence[str],
+          origin: tuple[int, int], width: int, scale: float, font: int) -> None:
+    """One thin horizontal bar per class, its length the probability, name at its left."""
+    import cv2
+
+    x, y = origin
+    bar_h = max(7, round(12 * scale))
+    label_w = cv2.getTextSize("unk", font, scale * 0.55, 1)[0][0] + 6
+    for name in classes:
+        if y + bar_h >= out.shape[0]:
+            break
+        p = float(np.clip(probs.get(name, 0.0), 0.0, 1.0))
+        color = class_color(name, classes)
+        x0 = x + label_w
+        cv2.rectangle(out, (x, y), (x0 + width - label_w, y + bar_h), (40, 40, 40), -1)
+        cv2.putText(out, name[:3], (x + 3, y + bar_h - 2), font, scale * 0.55, (255, 255, 255),
+                    1, cv2.LINE_AA)
+        cv2.rectangle(out, (x0, y + 1), (x0 + round((width - label_w) * p), y + bar_h - 1),
+                      color, -1)
+        y += bar_h + 2
+
+
+class VideoWriter:
+    """Frames -> video file, written to a temp file and moved into place on :meth:`close`.
+
+    The size comes from the first frame; ``.mp4``/``.mov``/``.m4v`` use MPEG-4 part 2
+    (``mp4v``, always available in OpenCV's wheels), ``.avi`` MJPEG.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float) -> None:
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise FileNotFoundError(f"output folder does not exist: {self.path.parent}")
+        self.fps = fps if fps and fps > 0 else 30.0
+        self.frames = 0
+        self._writer = None
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix or ".mp4",
+                                   dir=self.path.parent)
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        self._tmp: Path | None = Path(tmp)
+
+    def write(self, image: np.ndarray) -> None:
+        import cv2
+
+        if self._writer is None:
+            fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
+            height, width = image.shape[:2]
+            self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*fourcc),
+                                           self.fps, (width, height))
+            if not self._writer.isOpened():
+                raise OSError(f"cannot write video {self.path} (unsupported suffix?)")
+        self._writer.write(image)
+        self.frames += 1
+
+    def close(self) -> None:
+        """Finish the file and move it into place (nothing is published without a frame)."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        if self._tmp is not None:
+            if self.frames:
+                os.replace(self._tmp, self.path)
+            else:
+                self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,162 @@
+"""Temporal filters on per-frame class probabilities: stable labels on video.
+
+Every filter takes ``update(p, timestamp_s) -> (probabilities, label index)`` once per frame
+for one face. Parameters are in seconds, so a filter behaves the same at 10 or 60 fps, and a
+long gap between updates lets the evidence of the new frame dominate.
+
+- ``none``: the classifier's output as is (label = argmax).
+- ``ema``: exponential moving average with time constant ``time_constant_s``, plus hysteresis:
+  the label changes only when another class leads the current one by ``margin`` for at least
+  ``hold_s`` seconds.
+- ``hmm``: forward filter of a hidden Markov chain over the classes with a sticky transition
+  matrix (mean dwell time ``dwell_s``; a continuous-time chain, exact for any frame gap) and the
+  classifier's probabilities, tempered by ``confidence``, as the likelihood.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+SMOOTHING = ("ema", "hmm", "none")
+
+
+class TemporalFilter:
+    """Base class: the unfiltered classifier output."""
+
+    def __init__(self, n_classes: int) -> None:
+        if n_classes < 2:
+            raise ValueError("a filter needs at least two classes")
+        self.n_classes = n_classes
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all state (a new face)."""
+        self.last_s: float | None = None
+
+    def _dt(self, timestamp_s: float) -> float:
+        dt = 0.0 if self.last_s is None else max(timestamp_s - self.last_s, 0.0)
+        self.last_s = timestamp_s
+        return dt
+
+    def update(self, p: np.ndarray, timestamp_s: float) -> tuple[np.ndarray, int]:
+        """Filtered probabilities and the label index after the frame at ``timestamp_s``."""
+        self._dt(timestamp_s)
+        p = np.asarray(p, dtype=np.float64)
+        return p, int(p.argmax())
+
+
+class EmaFilter(TemporalFilter):
+    """EMA of the probabilities (time constant in s) with a margin-and-hold hysteresis."""
+
+    def __init__(self, n_classes: int, time_constant_s: float = 0.1, margin: float = 0.1,
+                 hold_s: float = 0.1) -> None:
+        if time_constant_s < 0 or hold_s < 0 or margin < 0:
+            raise ValueError("time_constant_s, margin and hold_s must be >= 0")
+        self.time_constant_s = time_constant_s
+        self.margin = margin
+        self.hold_s = hold_s
+        super().__init__(n_classes)
+
+    def reset(self) -> None:
+        super().reset()
+        self.state: np.ndarray | None = None
+        self.label = -1
+        self._pending = -1
+        self._pending_since = 0.0
+
+    def update(self, p: np.ndarray, timestamp_s: float) -> tuple[np.ndarray, int]:
+        p = np.asarray(p, dtype=np.float64)
+        dt = self._dt(timestamp_s)
+        if self.state is None:
+            self.state, self.label = p.copy(), int(p.argmax())
+            return self.state.copy(), self.label
+        tau = self.time_constant_s
+        alpha = 1.0 if tau == 0 else -math.expm1(-dt / tau)
+        self.state += alpha * (p - self.state)
+        best = int(self.state.argmax())
+        if best != self.label and self.state[best] - self.state[self.label] >= self.margin:
+            if best != self._pending:
+                self._pending, self._pending_since = best, timestamp_s
+            if timestamp_s - self._pending_since >= self.hold_s:
+                self.label, self._pending = best, -1
+        else:
+            self._pending = -1
+        return self.state.copy(), self.label
+
+
+class HmmFilter(TemporalFilter):
+    """Forward filter of a sticky Markov chain over the classes.
+
+    Between frames ``dt`` seconds apart the class stays with probability ``exp(-dt/dwell_s)``
+    and otherwise is redrawn uniformly; the classifier output raised to ``confidence`` (< 1
+    tempers an over-confident classifier) is the observation likelihood.
+    """
+
+    def __init__(self, n_classes: int, dwell_s: float = 2.0, confidence: float = 0.6,
+                 floor: float = 1e-4) -> None:
+        if dwell_s <= 0 or confidence <= 0:
+            raise ValueError("dwell_s and confidence must be > 0")
+        self.dwell_s = dwell_s
+        self.confidence = confidence
+        self.floor = floor
+        super().__init__(n_classes)
+
+    def reset(self) -> None:
+        super().reset()
+        self.belief: np.ndarray | None = None
+
+    def update(self, p: np.ndarray, timestamp_s: float) -> tuple[np.ndarray, int]:
+        p = np.asarray(p, dtype=np.float64)
+        dt = self._dt(timestamp_s)
+        likelihood = np.maximum(p, self.floor) ** self.confidence
+        if self.belief is None:
+            prior = np.full(self.n_classes, 1.0 / self.n_classes)
+        else:
+            stay = math.exp(-dt / self.dwell_s)
+            prior = stay * self.belief + (1.0 - stay) / self.n_classes
+        belief = prior * likelihood
+        self.belief = belief / belief.sum()
+        return self.belief.copy(), int(self.belief.argmax())
+
+
+FILTERS: dict[str, type[TemporalFilter]] = {
+    "none": TemporalFilter, "ema": EmaFilter, "hmm": HmmFilter,
+}
+
+
+def make_filter(kind: str, n_classes: int, **params: Any) -> TemporalFilter:
+    """A filter by name (``ema``, ``hmm`` or ``none``) with its parameters in seconds."""
+    if kind not in FILTERS:
+        raise ValueError(f"unknown smoothing {kind!r}; choose one of {', '.join(SMOOTHING)}")
+    return FILTERS[kind](n_classes, **params)
+
+
+class FilterBank:
+    """One filter per face id, created on first sight and dropped when the face is gone."""
+
+    def __init__(self, factory: Callable[[], TemporalFilter]) -> None:
+        self._factory = factory
+        self.filters: dict[int, TemporalFilter] = {}
+
+    @classmethod
+    def of(cls, kind: str, n_classes: int, params: Mapping[str, Any] | None = None) -> FilterBank:
+        make_filter(kind, n_classes, **(params or {}))  # validate now, not at the first face
+        return cls(lambda: make_filter(kind, n_classes, **(params or {})))
+
+    def update(self, face_id: int, p: np.ndarray, timestamp_s: float) -> tuple[np.ndarray, int]:
+        """Filter ``p`` for ``face_id`` (a new id starts from a fresh state)."""
+        if face_id not in self.filters:
+            self.filters[face_id] = self._factory()
+        return self.filters[face_id].update(p, timestamp_s)
+
+    def drop(self, face_ids: Iterable[int]) -> None:
+        """Forget the state of faces that are gone."""
+        for face_id in face_ids:
+            self.filters.pop(face_id, None)
+
+    def reset(self) -> None:
+        self.filters.clear()
