@@ -1,0 +1,138 @@
+"""Blendshape dataset (Parquet) -> standardised tensors per split.
+
+The dataset has one row per image (or augmented copy) and preprocess: ``image_id, split,
+source_label, label, augmented, aug_params, preprocess, <52 blendshape columns>``. Images
+MediaPipe missed are either absent (listed in ``undetected.parquet`` beside it) or rows with NaN
+scores; both count as undetected.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..blendshapes import BLENDSHAPE_NAMES
+from ..errors import InputError
+
+CLASSES: tuple[str, ...] = ("happy", "sad", "unknown")
+# The paper's 27 (§4.1): MediaPipe indices 1-5, 9-20, 25, 34, 35, 38, 44-49.
+PAPER_INDICES = (1, 2, 3, 4, 5, *range(9, 21), 25, 34, 35, 38, *range(44, 50))
+PAPER_27: tuple[str, ...] = tuple(BLENDSHAPE_NAMES[i] for i in PAPER_INDICES)
+META_COLUMNS = ("image_id", "split", "label", "preprocess")
+
+
+def read_dataset(path: str | Path) -> pd.DataFrame:
+    """The dataset table (a ``.parquet`` file, or a folder holding ``dataset.parquet``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "dataset.parquet"
+    if not path.is_file():
+        raise InputError(f"dataset not found: {path}")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:
+        raise InputError(f"not a readable Parquet dataset: {path} ({exc})") from exc
+    missing = [c for c in (*META_COLUMNS, *BLENDSHAPE_NAMES) if c not in frame.columns]
+    if missing:
+        raise InputError(f"dataset {path} lacks columns {missing[:4]}")
+    if "augmented" not in frame.columns:
+        frame["augmented"] = False
+    frame.attrs["path"] = str(path)
+    return frame
+
+
+def read_undetected(dataset: pd.DataFrame) -> pd.DataFrame:
+    """Images MediaPipe missed: ``undetected.parquet`` beside the dataset plus NaN rows."""
+    nan_rows = dataset[dataset[list(BLENDSHAPE_NAMES)].isna().any(axis=1)]
+    parts = [nan_rows[list(META_COLUMNS)]]
+    beside = Path(dataset.attrs.get("path", "")).with_name("undetected.parquet")
+    if beside.is_file():
+        parts.append(pd.read_parquet(beside, columns=list(META_COLUMNS)))
+    return pd.concat(parts, ignore_index=True).drop_duplicates()
+
+
+def resolve_blendshapes(spec: str | Sequence[str], train: pd.DataFrame | None = None) -> list[str]:
+    """``paper27`` | ``all`` | ``rule`` (score > 0.4 in > 100 train images) | JSON file | names."""
+    if not isinstance(spec, str):
+        names = list(spec)
+    elif spec == "paper27":
+        names = list(PAPER_27)
+    elif spec == "all":
+        names = list(BLENDSHAPE_NAMES)
+    elif spec == "rule":
+        if train is None:
+            raise ValueError("the selection rule needs the train split")
+        counts = (train[list(BLENDSHAPE_NAMES)] > 0.4).sum()
+        names = [n for n in BLENDSHAPE_NAMES if counts[n] > 100]
+    elif Path(spec).is_file():
+        try:
+            raw = json.loads(Path(spec).read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"blendshape selection {spec} is not JSON ({exc})") from exc
+        names = list(raw["blendshapes"] if isinstance(raw, dict) else raw)
+    else:
+        names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BLENDSHAPE_NAMES]
+    if unknown or not names:
+        raise InputError(f"unknown blendshape selection {spec!r} (bad names: {unknown[:3]})")
+    return [n for n in BLENDSHAPE_NAMES if n in names]  # MediaPipe order, no duplicates
+
+
+@dataclass
+class Split:
+    """Features ``x`` (n, k) float32, labels ``y`` (n,) int64 and image ids of one split."""
+
+    x: np.ndarray
+    y: np.ndarray
+    image_id: np.ndarray
+    preprocess: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def select_rows(
+    frame: pd.DataFrame,
+    split: str,
+    preprocess: Sequence[str] | None = None,
+    *,
+    augmented: bool = True,
+) -> pd.DataFrame:
+    """Detected rows of one split, optionally restricted by preprocess and augmentation."""
+    rows = frame[(frame["split"] == split) & frame[list(BLENDSHAPE_NAMES)].notna().all(axis=1)]
+    if preprocess:
+        rows = rows[rows["preprocess"].isin(preprocess)]
+    if not augmented and "augmented" in rows.columns:
+        rows = rows[~rows["augmented"].astype(bool)]
+    return rows
+
+
+def to_split(rows: pd.DataFrame, names: Sequence[str], classes: Sequence[str] = CLASSES) -> Split:
+    """Raw (unstandardised) arrays of the chosen blendshapes."""
+    unknown = sorted(set(rows["label"]) - set(classes))
+    if unknown:
+        raise InputError(f"dataset labels {unknown} are not among the classes {list(classes)}")
+    index = {c: i for i, c in enumerate(classes)}
+    return Split(
+        x=rows[list(names)].to_numpy(np.float32),
+        y=rows["label"].map(index).to_numpy(np.int64),
+        image_id=rows["image_id"].to_numpy(),
+        preprocess=rows["preprocess"].astype(str).to_numpy(),
+    )
+
+
+def fit_standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and std (std floored so constant columns stay finite)."""
+    return x.mean(axis=0).astype(np.float32), np.maximum(x.std(axis=0), 1e-6).astype(np.float32)
+
+
+def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Balanced weights ``n / (k * count)``; a class absent from ``y`` gets weight 0."""
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    weights = np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
+    return weights.astype(np.float32)
