@@ -131,13 +131,17 @@ def _parse_row(emotion: str, pixels: str, usage: str) -> tuple[str, str, np.ndar
         return f"emotion must be an integer 0..6, got {emotion[:20]!r}"
     if usage not in USAGE_TO_SPLIT:
         return f"Usage must be one of {', '.join(USAGE_TO_SPLIT)}, got {usage[:20]!r}"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # numpy warns when it stops at a bad token
-        values = np.fromstring(pixels, dtype=np.int64, sep=" ")
-    tokens = len(pixels.split()) if values.size != SIDE * SIDE else values.size
-    if tokens != SIDE * SIDE or values.size != tokens:
-        return (f"pixels must be {SIDE * SIDE} space-separated integers, got {tokens} values"
-                if values.size == tokens else "pixels contain a value that is not an integer")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # older numpy warns and stops at a bad token
+            values = np.fromstring(pixels, dtype=np.int64, sep=" ")
+    except ValueError:  # numpy >= 2.3 raises on a bad token
+        values = None
+    tokens = len(pixels.split())
+    if values is None or values.size != tokens:
+        return "pixels contain a value that is not an integer"
+    if tokens != SIDE * SIDE:
+        return f"pixels must be {SIDE * SIDE} space-separated integers, got {tokens} values"
     if values.min() < 0 or values.max() > 255:
         return f"pixel values must be in 0..255, got {values.min()}..{values.max()}"
     image = values.astype(np.uint8).reshape(SIDE, SIDE)
