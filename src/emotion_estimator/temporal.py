@@ -10,7 +10,8 @@ long gap between updates lets the evidence of the new frame dominate.
   ``hold_s`` seconds.
 - ``hmm``: forward filter of a hidden Markov chain over the classes with a sticky transition
   matrix (mean dwell time ``dwell_s``; a continuous-time chain, exact for any frame gap) and the
-  classifier's probabilities, tempered by ``confidence``, as the likelihood.
+  classifier's probabilities as the likelihood, weighted by the time the frame stands for
+  (``dt / evidence_s``, at most 1), so evidence accumulates per second, not per frame.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class EmaFilter(TemporalFilter):
         if best != self.label and self.state[best] - self.state[self.label] >= self.margin:
             if best != self._pending:
                 self._pending, self._pending_since = best, timestamp_s
-            if timestamp_s - self._pending_since >= self.hold_s:
+            if timestamp_s - self._pending_since >= self.hold_s - 1e-9:
                 self.label, self._pending = best, -1
         else:
             self._pending = -1
@@ -92,16 +93,17 @@ class HmmFilter(TemporalFilter):
     """Forward filter of a sticky Markov chain over the classes.
 
     Between frames ``dt`` seconds apart the class stays with probability ``exp(-dt/dwell_s)``
-    and otherwise is redrawn uniformly; the classifier output raised to ``confidence`` (< 1
-    tempers an over-confident classifier) is the observation likelihood.
+    and otherwise is redrawn uniformly. Consecutive frames are far from independent views, so
+    a frame's classifier output enters as likelihood raised to ``min(dt / evidence_s, 1)``:
+    ``evidence_s`` seconds of video count as one full observation, at any frame rate.
     """
 
-    def __init__(self, n_classes: int, dwell_s: float = 2.0, confidence: float = 0.6,
+    def __init__(self, n_classes: int, dwell_s: float = 2.0, evidence_s: float = 0.055,
                  floor: float = 1e-4) -> None:
-        if dwell_s <= 0 or confidence <= 0:
-            raise ValueError("dwell_s and confidence must be > 0")
+        if dwell_s <= 0 or evidence_s <= 0:
+            raise ValueError("dwell_s and evidence_s must be > 0")
         self.dwell_s = dwell_s
-        self.confidence = confidence
+        self.evidence_s = evidence_s
         self.floor = floor
         super().__init__(n_classes)
 
@@ -112,13 +114,13 @@ class HmmFilter(TemporalFilter):
     def update(self, p: np.ndarray, timestamp_s: float) -> tuple[np.ndarray, int]:
         p = np.asarray(p, dtype=np.float64)
         dt = self._dt(timestamp_s)
-        likelihood = np.maximum(p, self.floor) ** self.confidence
         if self.belief is None:
-            prior = np.full(self.n_classes, 1.0 / self.n_classes)
+            prior, weight = np.full(self.n_classes, 1.0 / self.n_classes), 1.0
         else:
+            weight = min(dt / self.evidence_s, 1.0)
             stay = math.exp(-dt / self.dwell_s)
             prior = stay * self.belief + (1.0 - stay) / self.n_classes
-        belief = prior * likelihood
+        belief = prior * np.maximum(p, self.floor) ** weight
         self.belief = belief / belief.sum()
         return self.belief.copy(), int(self.belief.argmax())
 

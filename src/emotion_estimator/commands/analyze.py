@@ -81,6 +81,14 @@ def _validate(args: argparse.Namespace) -> None:
         raise InputError("--max-faces must be at least 1")
     if args.forget_after < 0:
         raise InputError("--forget-after must be >= 0 seconds")
+    from ..outputs import format_for
+
+    try:
+        fmt = format_for(args.output, args.format)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    if fmt == "parquet" and args.output == "-":
+        raise InputError("parquet cannot stream to stdout; give --output FILE")
     for option in ("output", "annotate", "plot"):
         _check_folder(f"--{option}", getattr(args, option))
     if args.plot:
@@ -176,9 +184,6 @@ def run(args: argparse.Namespace) -> int:
                                      landmarker=args.landmarker)
     except (ValueError, OSError) as exc:
         raise InputError(str(exc)) from exc
-    if not getattr(estimator.classifier, "trained", True):
-        print("warning: the classifier is an untrained placeholder; labels are meaningless",
-              file=sys.stderr)
     columns = estimator.columns(args.blendshapes)
     if len(items) > 1:
         columns = {"source": str, **columns}
@@ -244,6 +249,9 @@ def run(args: argparse.Namespace) -> int:
 
         plot_timeline(to_frame(sinks.timeline, estimator.columns()), estimator.classes,
                       args.plot, title=Path(stats[0].name).name if stats else "")
+    if not getattr(estimator.classifier, "trained", True):
+        print("warning: the classifier is an untrained placeholder; labels are meaningless",
+              file=sys.stderr)
     for failure in failures:
         print(f"emotion-estimator: error: {failure}", file=sys.stderr)
     if failures and not status:

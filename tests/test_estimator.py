@@ -1,0 +1,139 @@
+"""EmotionEstimator on the shared media, with a tiny hand-made ONNX classifier.
+
+The tiny model scores happy from the two mouthSmile blendshapes and sad from the two
+mouthFrown ones (unknown is the zero logit), so its labels on real faces are predictable.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emotion_estimator import BLENDSHAPE_NAMES
+from emotion_estimator.outputs import FRAME_COLUMNS
+
+CLASSES = ("happy", "sad", "unknown")
+TINY_INPUTS = ("mouthSmileLeft", "mouthSmileRight", "mouthFrownLeft", "mouthFrownRight")
+
+
+def write_model(path: Path, width: int | None = None, trained: bool = True) -> Path:
+    """A linear + softmax ONNX classifier with its metadata JSON beside it.
+
+    ``width`` overrides the ONNX input width (to build a model that disagrees with its
+    metadata).
+    """
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    k = len(TINY_INPUTS)
+    w = np.zeros((width or k, len(CLASSES)), np.float32)
+    w[0:2, 0] = 4.0
+    w[2:4, 1] = 4.0
+    b = np.array([-2.0, -2.0, 0.0], np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["z"]), helper.make_node("Add", ["z", "b"], ["l"]),
+         helper.make_node("Softmax", ["l"], ["p"], axis=1)],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", width or k])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, ["n", len(CLASSES)])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    path.with_suffix(".json").write_text(json.dumps({
+        "format": "emotion-estimator/classifier", "format_version": 1, "trained": trained,
+        "classes": list(CLASSES), "blendshapes": list(TINY_INPUTS),
+        "normalization": {"mean": [0.0] * k, "std": [1.0] * k},
+    }))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return write_model(tmp_path_factory.mktemp("model") / "tiny.onnx")
+
+
+@pytest.fixture(scope="module")
+def estimator(tiny_model, landmarker_model):
+    from emotion_estimator import EmotionEstimator
+
+    with EmotionEstimator(tiny_model, max_faces=4) as est:
+        yield est
+
+
+def test_still_smiling_face_is_happy_with_probabilities(estimator, media):
+    import cv2
+
+    (face,) = estimator.analyze_image(media / "single_face.jpg")
+    assert face.label == "happy" and face.face_id == 0
+    assert sum(face.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert face.probabilities == face.raw_probabilities  # no smoothing on a still
+    assert face.scores.shape == (52,)
+    x, y, w, h = face.box
+    assert 0 <= x < x + w <= 572 and 0 <= y < y + h <= 562
+    # an array in, the same answer out
+    (again,) = estimator.analyze_image(cv2.imread(str(media / "single_face.jpg")))
+    assert again.probabilities == pytest.approx(face.probabilities)
+
+
+def test_two_faces_get_distinct_ids_left_to_right(estimator, media):
+    faces = estimator.analyze_image(media / "multi_face.jpg")
+    assert [f.face_id for f in faces] == [0, 1]
+    assert faces[0].box[0] < faces[1].box[0]
+    assert estimator.analyze_image(media / "no_face.jpg") == []
+
+
+def test_video_without_faces_gives_only_no_face_rows(estimator, media):
+    df = estimator.analyze_video(media / "no_face.mp4")
+    assert list(df.columns) == [*FRAME_COLUMNS, *(f"p_{c}" for c in CLASSES)]
+    assert len(df) >= 90 and df["frame"].tolist() == list(range(len(df)))
+    assert not df["face_detected"].any()
+    assert df[["face_id", "label", "p_happy", "x"]].isna().all().all()
+
+
+def test_face_leaves_then_its_state_is_dropped(estimator, media):
+    results = list(estimator.stream(media / "face_noface.mov"))
+    assert len(results) == 169
+    assert all(r.faces and r.faces[0].face_id == 0 for r in results[:72])
+    assert sum(not r.faces for r in results[72:]) >= 90
+    last_seen = results[71].timestamp_s
+    (drop,) = [r for r in results if 0 in r.dropped]
+    # dropped once it has been gone for forget_s (1 s), at the first frame after that
+    assert last_seen + 1.0 < drop.timestamp_s <= last_seen + 1.0 + 0.1
+    assert all(0 not in (f.face_id for f in r.faces) for r in results[drop.frame:])
+
+
+def test_video_rows_with_blendshapes_and_stable_id(estimator, media):
+    df = estimator.analyze_video(media / "single_face.mp4", blendshapes=True)
+    assert list(df.columns) == [*FRAME_COLUMNS, *(f"p_{c}" for c in CLASSES),
+                                *BLENDSHAPE_NAMES]
+    assert len(df) == 72 and df["face_detected"].all()
+    assert (df["face_id"] == 0).all()
+    assert df["timestamp_s"].is_monotonic_increasing
+    probs = df[[f"p_{c}" for c in CLASSES]].to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert df[list(BLENDSHAPE_NAMES)].to_numpy().min() >= 0
+    assert df[list(BLENDSHAPE_NAMES)].to_numpy().max() <= 1
+
+
+def test_stream_results_are_lazy(estimator, media):
+    stream = estimator.stream(media / "single_face.mp4")
+    first = next(stream)
+    assert first.frame == 0 and first.image.shape == (360, 640, 3)
+    stream.close()  # stopping early releases the landmarker and the decoder
+
+
+def test_shipped_model_says_happy_on_the_smiling_face(media, landmarker_model):
+    from emotion_estimator import EmotionClassifier, EmotionEstimator
+    from emotion_estimator.classifier import default_model_path
+
+    if not default_model_path().is_file():
+        pytest.skip("the default model is not shipped yet")
+    if not EmotionClassifier.load().trained:
+        pytest.skip("the shipped default model is an untrained placeholder")
+    (face,) = EmotionEstimator().analyze_image(media / "single_face.jpg")
+    assert face.label == "happy"

@@ -1,0 +1,135 @@
+"""Temporal filters and face tracking on synthetic probability streams (no MediaPipe)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emotion_estimator.temporal import EmaFilter, FilterBank, HmmFilter, make_filter
+from emotion_estimator.tracking import FaceTracker, iou
+
+HAPPY, SAD, UNKNOWN = np.eye(3)
+
+
+def noisy_step(fps: float, seconds: float, change_s: float, seed: int = 0,
+               noise: float = 0.12) -> tuple[np.ndarray, np.ndarray]:
+    """Times and probabilities: mostly happy, then mostly sad from ``change_s``, with noise
+    strong enough that the raw argmax flickers."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(0, seconds, 1 / fps)
+    base = np.where((t < change_s)[:, None], [0.5, 0.25, 0.25], [0.25, 0.5, 0.25])
+    p = np.clip(base + rng.normal(0, noise, base.shape), 0.01, None)
+    return t, p / p.sum(axis=1, keepdims=True)
+
+
+def labels_of(kind: str, t: np.ndarray, p: np.ndarray, **params) -> np.ndarray:
+    f = make_filter(kind, 3, **params)
+    return np.array([f.update(pi, ti)[1] for pi, ti in zip(p, t, strict=True)])
+
+
+def switches(labels: np.ndarray) -> int:
+    return int((labels[1:] != labels[:-1]).sum())
+
+
+def follow_time(t: np.ndarray, labels: np.ndarray, change_s: float, target: int) -> float:
+    """Seconds from ``change_s`` until the label is ``target`` for good."""
+    wrong = np.nonzero(labels != target)[0]
+    last_wrong = wrong[-1] if len(wrong) else -1
+    return float(t[last_wrong + 1] - change_s)
+
+
+@pytest.mark.parametrize("kind", ["ema", "hmm"])
+def test_filter_cuts_flicker_and_follows_a_real_change_quickly(kind):
+    t, p = noisy_step(fps=30, seconds=8, change_s=4)
+    raw, smooth = labels_of("none", t, p), labels_of(kind, t, p)
+    assert switches(raw) > 20  # the input really flickers
+    assert switches(smooth) <= switches(raw) / 5
+    assert (smooth[t < 4] == 0).mean() > 0.95 and (smooth[t >= 4.5] == 1).mean() > 0.95
+    lag = follow_time(t, smooth, 4.0, target=1)
+    assert 0 < lag <= 0.5
+
+
+@pytest.mark.parametrize("kind", ["ema", "hmm"])
+def test_parameters_are_in_seconds_not_frames(kind):
+    """A clean step is followed after about the same time at 15 and at 60 fps."""
+    lags = []
+    for fps in (15, 60):
+        t = np.arange(0, 4, 1 / fps)
+        p = np.where((t < 2)[:, None], [0.8, 0.1, 0.1], [0.1, 0.8, 0.1])
+        lags.append(follow_time(t, labels_of(kind, t, p), 2.0, target=1))
+    assert lags[0] > 0 and lags[1] > 0
+    assert abs(lags[0] - lags[1]) <= 1 / 15 + 1e-9
+
+
+def test_ema_hysteresis_needs_margin_and_hold():
+    f = EmaFilter(3, time_constant_s=0.0, margin=0.2, hold_s=0.3)
+    assert f.update(HAPPY * 0.6 + SAD * 0.4, 0.0)[1] == 0
+    # sad leads, but by less than the margin: no switch however long it lasts
+    for i in range(1, 40):
+        assert f.update(np.array([0.35, 0.45, 0.2]), i / 10)[1] == 0
+    # sad leads by more than the margin: switch only once it has lasted hold_s
+    times = np.arange(4.0, 5.0, 0.1)
+    labels = [f.update(np.array([0.2, 0.7, 0.1]), ti)[1] for ti in times]
+    first = labels.index(1)
+    assert times[first] - times[0] == pytest.approx(0.3)
+    assert all(label == 1 for label in labels[first:])
+
+
+def test_hmm_belief_is_a_distribution_and_a_long_gap_forgets_the_past():
+    f = HmmFilter(3, dwell_s=2.0)
+    for i in range(60):
+        belief, label = f.update(np.array([0.9, 0.05, 0.05]), i / 30)
+        assert belief.sum() == pytest.approx(1.0) and label == 0
+    # after 20 s without a frame the chain has mixed: one frame of evidence decides
+    belief, label = f.update(np.array([0.1, 0.8, 0.1]), 22.0)
+    assert label == 1
+    # but 33 ms later the same single frame would not have flipped a sticky belief
+    g = HmmFilter(3, dwell_s=2.0)
+    for i in range(60):
+        g.update(np.array([0.9, 0.05, 0.05]), i / 30)
+    assert g.update(np.array([0.1, 0.8, 0.1]), 2.0)[1] == 0
+
+
+def test_filter_bank_keeps_one_state_per_face_and_drop_resets_it():
+    bank = FilterBank.of("ema", 3, {"time_constant_s": 1.0, "hold_s": 0.5})
+    for i in range(30):
+        bank.update(0, HAPPY, i / 30)
+        bank.update(1, SAD, i / 30)
+    # face 1's history does not leak into face 0 and vice versa
+    assert bank.update(0, SAD * 0.6 + HAPPY * 0.4, 1.0)[1] == 0
+    assert bank.update(1, HAPPY * 0.6 + SAD * 0.4, 1.0)[1] == 1
+    bank.drop([0])
+    assert bank.update(0, SAD * 0.6 + HAPPY * 0.4, 1.1)[1] == 1  # fresh state
+
+
+def test_unknown_smoothing_and_bad_parameters_are_rejected():
+    with pytest.raises(ValueError, match="unknown smoothing"):
+        make_filter("kalman", 3)
+    with pytest.raises(ValueError):
+        make_filter("ema", 3, hold_s=-1)
+    with pytest.raises(TypeError):
+        make_filter("hmm", 3, hold_s=0.1)  # an EMA parameter
+
+
+def test_tracker_keeps_ids_while_faces_move_and_forgets_after_a_gap():
+    tracker = FaceTracker(forget_s=1.0)
+    left, right = (100.0, 100.0, 80.0, 100.0), (400.0, 120.0, 90.0, 110.0)
+    assert tracker.update([left, right], 0.0) == ([0, 1], [])
+    # detections come back in the other order and moved a little: ids follow the boxes
+    moved = [(r[0] + 6, r[1] + 3, r[2], r[3]) for r in (right, left)]
+    assert tracker.update(moved, 0.04)[0] == [1, 0]
+    # face 0 is missed for 0.5 s: it keeps its id
+    assert tracker.update([moved[0]], 0.5)[0] == [1]
+    assert tracker.update(moved, 0.6)[0] == [1, 0]
+    # both gone for more than forget_s: dropped, and a face there later gets a new id
+    ids, dropped = tracker.update([], 1.7)
+    assert ids == [] and sorted(dropped) == [0, 1]
+    assert tracker.update([left], 1.8)[0] == [2]
+
+
+def test_tracker_gives_a_new_face_elsewhere_a_new_id():
+    tracker = FaceTracker()
+    tracker.update([(0.0, 0.0, 50.0, 50.0)], 0.0)
+    ids, _ = tracker.update([(2.0, 1.0, 50.0, 50.0), (300.0, 300.0, 50.0, 50.0)], 0.04)
+    assert ids == [0, 1]
+    assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
