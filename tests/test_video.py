@@ -84,3 +84,60 @@ def test_expand_inputs_takes_media_files_from_folders(tmp_path):
     empty.mkdir()
     with pytest.raises(SourceError, match="no image or video"):
         expand_inputs([str(empty)])
+
+
+class FakeCapture:
+    """Stands in for cv2.VideoCapture(index): delivers ``good`` frames, then nothing."""
+
+    def __init__(self, index: int, good: int = 3) -> None:
+        self.left = good
+
+    def isOpened(self) -> bool:  # noqa: N802 - cv2's name
+        return True
+
+    def get(self, prop: int) -> float:
+        return 30.0
+
+    def read(self):
+        if self.left <= 0:
+            return False, None
+        self.left -= 1
+        return True, np.zeros((48, 64, 3), np.uint8)
+
+    def release(self) -> None:
+        pass
+
+
+@pytest.fixture()
+def dropping_camera(monkeypatch):
+    """cv2 cameras that give 3 frames then stop; a 0.2 s read timeout."""
+    from emotion_estimator import video
+
+    monkeypatch.setattr(cv2, "VideoCapture", FakeCapture)
+    original = video.CameraSource.__init__
+
+    def quick(self, index, *, read_timeout_s=0.2):
+        original(self, index, read_timeout_s=read_timeout_s)
+
+    monkeypatch.setattr(video.CameraSource, "__init__", quick)
+
+
+def test_camera_that_stops_delivering_raises_after_frames(dropping_camera):
+    from emotion_estimator.video import CameraSource
+
+    frames = []
+    with pytest.raises(SourceError, match="stopped delivering"):
+        for frame in CameraSource(0):
+            frames.append(frame)
+    assert [f.index for f in frames] == [0, 1, 2]
+    assert all(b.timestamp_s >= a.timestamp_s for a, b in zip(frames, frames[1:], strict=False))
+
+
+def test_cli_keeps_rows_when_camera_drops_out(dropping_camera, tmp_path, landmarker_model,
+                                              capsys):
+    from emotion_estimator.cli import cli
+
+    out = tmp_path / "rows.csv"
+    assert cli(["blendshapes", "--camera", "0", "-o", str(out), "--no-progress"]) == 1
+    assert "stopped delivering frames" in capsys.readouterr().err
+    assert len(out.read_text().splitlines()) == 1 + 3  # header + the 3 frames seen

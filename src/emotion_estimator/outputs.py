@@ -50,6 +50,11 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _is_special(path: Path) -> bool:
+    """True for an existing path that is not a regular file (device, FIFO, socket)."""
+    return path.exists() and not path.is_file() and not path.is_dir()
+
+
 class RowWriter:
     """Base writer: ``write(row)`` per (frame, face) row; ``close()`` publishes the file."""
 
@@ -58,15 +63,19 @@ class RowWriter:
         self.types = dict(columns) if isinstance(columns, Mapping) else dict.fromkeys(columns, str)
         self.columns = list(self.types)
         self.rows_written = 0
-        self._tmp: Path | None = None
+        self._write_path: Path | None = None
+        self._direct = path == "-" or _is_special(Path(path))
         if path != "-":
             target = Path(path)
             if not target.parent.is_dir():
                 raise FileNotFoundError(f"output folder does not exist: {target.parent}")
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
-                                       dir=target.parent)
-            os.close(fd)
-            self._tmp = Path(tmp)
+            if self._direct:  # /dev/null, a FIFO: write in place, never rename over it
+                self._write_path = target
+            else:
+                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
+                                           dir=target.parent)
+                os.close(fd)
+                self._write_path = Path(tmp)
 
     def write(self, row: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -77,9 +86,9 @@ class RowWriter:
     def close(self) -> None:
         """Finish the file and move it into place (keeps what was written so far)."""
         self._finish()
-        if self._tmp is not None:
-            os.replace(self._tmp, self.path)
-            self._tmp = None
+        if self._write_path is not None and not self._direct:
+            os.replace(self._write_path, self.path)
+        self._write_path = None
 
     def __enter__(self) -> RowWriter:
         return self
@@ -91,8 +100,8 @@ class RowWriter:
 class _TextWriter(RowWriter):
     def __init__(self, path: str, columns: Mapping[str, type] | Sequence[str]) -> None:
         super().__init__(path, columns)
-        self._fh: IO[str] = (sys.stdout if self._tmp is None
-                             else open(self._tmp, "w", newline="", encoding="utf-8"))  # noqa: SIM115
+        self._fh: IO[str] = (sys.stdout if self.path == "-"
+                             else open(self._write_path, "w", newline="", encoding="utf-8"))  # noqa: SIM115
 
     def _finish(self) -> None:
         if self._fh is sys.stdout:
@@ -139,7 +148,7 @@ class ParquetWriter(RowWriter):
         self._schema = pa.schema([(c, arrow[t]) for c, t in self.types.items()])
         self._batch = batch
         self._rows: list[dict[str, Any]] = []
-        self._writer = pq.ParquetWriter(str(self._tmp), self._schema)
+        self._writer = pq.ParquetWriter(str(self._write_path), self._schema)
 
     def write(self, row: dict[str, Any]) -> None:
         self._rows.append({k: _clean(row.get(k)) for k in self.columns})
