@@ -76,3 +76,12 @@ def test_format_from_suffix_and_errors(tmp_path):
         open_writer(str(tmp_path / "missing" / "x.csv"), None, COLUMNS)
     with pytest.raises(ValueError, match="stdout"):
         open_writer("-", "parquet", COLUMNS)
+
+
+def test_published_file_has_ordinary_permissions(tmp_path):
+    path = tmp_path / "rows.csv"
+    with open_writer(str(path), None, COLUMNS) as writer:
+        writer.write(FACE)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
+
+from .atomic import atomic_path
 
 FORMATS = ("csv", "jsonl", "parquet")
 FRAME_COLUMNS: dict[str, type] = {
@@ -50,11 +51,6 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _is_special(path: Path) -> bool:
-    """True for an existing path that is not a regular file (device, FIFO, socket)."""
-    return path.exists() and not path.is_file() and not path.is_dir()
-
-
 class RowWriter:
     """Base writer: ``write(row)`` per (frame, face) row; ``close()`` publishes the file."""
 
@@ -63,19 +59,13 @@ class RowWriter:
         self.types = dict(columns) if isinstance(columns, Mapping) else dict.fromkeys(columns, str)
         self.columns = list(self.types)
         self.rows_written = 0
+        self._publish = contextlib.ExitStack()
         self._write_path: Path | None = None
-        self._direct = path == "-" or _is_special(Path(path))
         if path != "-":
             target = Path(path)
             if not target.parent.is_dir():
                 raise FileNotFoundError(f"output folder does not exist: {target.parent}")
-            if self._direct:  # /dev/null, a FIFO: write in place, never rename over it
-                self._write_path = target
-            else:
-                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
-                                           dir=target.parent)
-                os.close(fd)
-                self._write_path = Path(tmp)
+            self._write_path = self._publish.enter_context(atomic_path(target))
 
     def write(self, row: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -86,9 +76,7 @@ class RowWriter:
     def close(self) -> None:
         """Finish the file and move it into place (keeps what was written so far)."""
         self._finish()
-        if self._write_path is not None and not self._direct:
-            os.replace(self._write_path, self.path)
-        self._write_path = None
+        self._publish.close()
 
     def __enter__(self) -> RowWriter:
         return self

@@ -1,0 +1,38 @@
+"""Atomic file writes: write a temp file beside the target, then ``os.replace`` it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def is_special(path: Path) -> bool:
+    """True for an existing path that is not a regular file or folder (device, FIFO)."""
+    return path.exists() and not path.is_file() and not path.is_dir()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; it replaces ``path`` only when the block succeeds.
+
+    The temp file gets the permissions a plain ``open`` would give. A special file such as
+    ``/dev/null`` or a FIFO is yielded as is: renaming over it would destroy it.
+    """
+    path = Path(path)
+    if is_special(path):
+        yield path
+        return
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
