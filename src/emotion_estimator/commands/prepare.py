@@ -16,40 +16,54 @@ def _positive(text: str) -> int:
 def configure(p: argparse.ArgumentParser) -> None:
     import os
 
-    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     p.epilog = ("Writes OUT/dataset.parquet (image_id, split, source_label, label, augmented, "
                 "aug_params, preprocess, 52 blendshapes), OUT/undetected.parquet, "
                 "OUT/samples.parquet, OUT/report.md and OUT/report.json. A killed run resumes "
                 "from OUT/.work when started again with the same options.")
-    p.add_argument("--fer2013", type=Path, required=True,
+    p.add_argument("--fer2013", type=Path, required=True, metavar="PATH",
                    help="Kaggle fer2013.csv[.gz] (emotion,pixels,Usage) or a folder "
                         "<split>/<class>/*.png|jpg")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--limit", type=_positive, help="use only the first N rows (quick trials)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    p.add_argument("--limit", type=_positive, metavar="N",
+                   help="use only the first N rows (quick trials)")
     p.add_argument("--classes", default="3",
-                   help="3 (happy/sad/unknown), 7 (FER classes) or a JSON mapping file")
+                   help="3 (happy/sad/unknown), 7 (FER classes) or a JSON mapping file "
+                        "{\"angry\": \"unknown\", ...} (default: %(default)s)")
     p.add_argument("--caps", default="paper",
-                   help="train caps per FER class: paper (Table 2), none, or CLASS=N,...")
-    p.add_argument("--seed", type=int, default=0, help="seed of the caps and the augmentation")
+                   help="train caps per FER class: paper (Table 2: happy, sad 4000; angry, fear, "
+                        "surprise, neutral 1500; disgust all), none, or CLASS=N,... "
+                        "(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the caps and the augmentation (default: %(default)s)")
     p.add_argument("--preprocess", default="pad",
                    help="comma list of variants, one dataset row each: raw (48x48 as is), "
                         "upscale (resize to --size), pad (--pad px border replication, "
-                        "then resize to --size)")
-    p.add_argument("--pad", type=int, default=12, help="border of the pad variant, pixels")
-    p.add_argument("--size", type=_positive, default=144, help="side of upscale/pad variants")
+                        "then resize to --size); e.g. raw,pad (default: %(default)s)")
+    p.add_argument("--pad", type=int, default=12,
+                   help="border of the pad variant, pixels (default: %(default)s)")
+    p.add_argument("--size", type=_positive, default=144,
+                   help="side of upscale/pad variants (default: %(default)s)")
     p.add_argument("--augment-copies", type=int, default=1,
-                   help="augmented copies per kept train image (flip + rotation)")
+                   help="augmented copies per kept train image: random horizontal flip + rotation "
+                        "(default: %(default)s)")
     p.add_argument("--max-angle", type=float, default=36.0,
-                   help="augmentation rotation range ±degrees (paper: 0.2*180)")
-    p.add_argument("--min-detection-confidence", type=float, default=0.5)
+                   help="rotation range, ± degrees (default: %(default)s = the paper's 0.2*180)")
+    p.add_argument("--min-detection-confidence", type=float, default=0.5,
+                   help="MediaPipe face detection threshold (default: %(default)s)")
     p.add_argument("--workers", type=_positive, default=os.cpu_count() or 1,
-                   help="worker processes, each with its own MediaPipe landmarker")
+                   help="worker processes, each with its own MediaPipe landmarker "
+                        "(default: all cores, %(default)s)")
     p.add_argument("--chunk-size", type=_positive, default=256,
-                   help="images per resumable chunk")
+                   help="images per resumable chunk (default: %(default)s)")
     p.add_argument("--on-bad-row", choices=["stop", "skip"], default="stop",
-                   help="a malformed CSV row (header, pixel count, value range): stop the run "
-                        "with its line number, or skip it, list it in the report and continue")
-    p.add_argument("--force", action="store_true", help="rebuild a finished OUT")
+                   help="a malformed row (not 2304 pixels, a value outside 0..255, an unknown "
+                        "emotion or Usage): 'stop' ends the run with exit code 2 and the row's "
+                        "line number, 'skip' drops it, lists it in the report and continues "
+                        "(other image ids unchanged). A wrong header always stops. "
+                        "(default: %(default)s)")
+    p.add_argument("--force", action="store_true",
+                   help="rebuild a finished OUT (without it, an existing dataset is never "
+                        "overwritten)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

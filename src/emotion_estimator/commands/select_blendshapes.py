@@ -7,14 +7,15 @@ from pathlib import Path
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     p.epilog = ("Writes OUT/selection.json (chosen names and MediaPipe indices, counts, overlap "
                 "with the paper's 27), OUT/histogram.png (paper Fig. 2) and OUT/scatter.png "
                 "(paper Fig. 5).")
     p.add_argument("dataset", type=Path, help="dataset.parquet from `prepare`, or its folder")
-    p.add_argument("--threshold", type=float, default=0.4, help="score threshold")
+    p.add_argument("--threshold", type=float, default=0.4,
+                   help="score threshold (default: %(default)s)")
     p.add_argument("--min-count", type=int, default=100,
-                   help="keep a blendshape above the threshold in more than this many images")
+                   help="keep a blendshape above the threshold in more than this many images "
+                        "(default: %(default)s)")
     p.add_argument("--preprocess", help="variant to count (default: raw if present)")
     p.add_argument("--include-augmented", action="store_true",
                    help="count augmented copies too (default: original train images only)")

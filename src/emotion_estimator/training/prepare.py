@@ -174,7 +174,7 @@ class _Bar:
         from tqdm import tqdm
 
         self.initial = None
-        self._bar = tqdm(total=total, unit="img", desc="extract", disable=not show,
+        self._bar = tqdm(total=total, unit="call", desc="mediapipe", disable=not show,
                          smoothing=0.05, file=sys.stderr)
 
     def update(self, n: int) -> None:
