@@ -83,7 +83,7 @@ def extract(chunks: Sequence[Chunk], config: ExtractConfig, work_dir: Path, *,
             _close_worker()
     else:
         ctx = mp.get_context("spawn")  # a fresh interpreter: no MediaPipe graph crosses a fork
-        with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker,
+        with ctx.Pool(min(workers, len(jobs)), initializer=_init_pool_worker,
                       initargs=(config,)) as pool:
             for n in pool.imap_unordered(_run_chunk, jobs):
                 _done(n, progress)
@@ -115,6 +115,13 @@ def _init_worker(config: ExtractConfig) -> None:
     _state["config"] = config
     _state["landmarker"] = FaceLandmarker(
         config.model_path, mode="image", min_detection_confidence=config.min_detection_confidence)
+
+
+def _init_pool_worker(config: ExtractConfig) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _init_worker(config)
 
 
 def _close_worker() -> None:
