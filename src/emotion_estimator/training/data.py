@@ -50,8 +50,9 @@ def read_undetected(dataset: pd.DataFrame) -> pd.DataFrame:
     """Images MediaPipe missed: ``undetected.parquet`` beside the dataset plus NaN rows."""
     nan_rows = dataset[dataset[list(BLENDSHAPE_NAMES)].isna().any(axis=1)]
     parts = [nan_rows[list(META_COLUMNS)]]
-    beside = Path(dataset.attrs.get("path", "")).with_name("undetected.parquet")
-    if beside.is_file():
+    source = dataset.attrs.get("path")
+    beside = Path(source).with_name("undetected.parquet") if source else None
+    if beside is not None and beside.is_file():
         parts.append(pd.read_parquet(beside, columns=list(META_COLUMNS)))
     return pd.concat(parts, ignore_index=True).drop_duplicates()
 
