@@ -1,0 +1,155 @@
+"""Shared helpers of the benchmarks: FER2013 rows, 7 -> 3 folding, metrics, tables, I/O.
+
+Imported from both environments (the product venv and the peer's ``.venv-fer``), so only
+numpy and pandas at module level.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+FER2013_CSV = REPO.parent / "shared" / "data" / "fer2013" / "fer2013.csv.gz"
+MEDIA = REPO.parent / "shared" / "media"
+RUNS = REPO / "runs" / "bench"
+RESULTS = REPO / "benchmarks" / "results"
+
+CLASSES3: tuple[str, ...] = ("happy", "sad", "unknown")
+FER7: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+SPLITS = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+
+# The paper's test figures (Attrah, Table 5) and the public reproduction, for the tables.
+PAPER = {"accuracy": 0.7199, "macro_f1": 0.6298}
+REPRODUCTION = {"accuracy": 0.748, "macro_f1": 0.66}
+
+
+def fold7(labels7: np.ndarray) -> np.ndarray:
+    """FER2013 codes 0..6 -> indices into :data:`CLASSES3` (3 happy, 4 sad, the rest unknown)."""
+    labels7 = np.asarray(labels7)
+    if labels7.size and (labels7.min() < 0 or labels7.max() > 6):
+        raise ValueError("FER2013 labels must be in 0..6")
+    return np.where(labels7 == 3, 0, np.where(labels7 == 4, 1, 2)).astype(np.int64)
+
+
+def fold_proba(p7: np.ndarray) -> np.ndarray:
+    """(n, 7) probabilities in FER2013 order -> (n, 3): happy, sad, sum of the other five."""
+    p7 = np.asarray(p7, dtype=np.float64)
+    if p7.ndim != 2 or p7.shape[1] != 7:
+        raise ValueError(f"expected (n, 7) probabilities, got {p7.shape}")
+    other = p7[:, [0, 1, 2, 5, 6]].sum(axis=1)
+    return np.stack([p7[:, 3], p7[:, 4], other], axis=1)
+
+
+def load_fer2013(path: Path = FER2013_CSV, usage: str | None = "PrivateTest"):
+    """FER2013 rows as a DataFrame ``image_id, emotion, usage`` plus a (n, 48, 48) uint8 array.
+
+    ``image_id`` is the 0-based row number of the CSV (the data set's stable id).
+    """
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    frame.insert(0, "image_id", np.arange(len(frame)))
+    if usage is not None:
+        frame = frame[frame["Usage"] == usage]
+    pixels = np.stack([np.asarray(s.split(), dtype=np.uint8) for s in frame["pixels"]])
+    meta = frame[["image_id", "emotion", "Usage"]].rename(columns={"Usage": "usage"})
+    return meta.reset_index(drop=True), pixels.reshape(-1, 48, 48)
+
+
+def metrics(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int = 3) -> dict:
+    """Accuracy, macro F1, per-class F1 and the confusion matrix (rows = truth)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.size == 0:
+        raise ValueError("y_true and y_pred must be non-empty and of equal length")
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    tp = np.diag(cm).astype(np.float64)
+    precision = np.divide(tp, cm.sum(0), out=np.zeros_like(tp), where=cm.sum(0) > 0)
+    recall = np.divide(tp, cm.sum(1), out=np.zeros_like(tp), where=cm.sum(1) > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return {
+        "n": int(y_true.size),
+        "accuracy": float(tp.sum() / cm.sum()),
+        "macro_f1": float(f1.mean()),
+        "f1": [float(v) for v in f1],
+        "confusion": cm.tolist(),
+    }
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]],
+                   align: str | None = None) -> str:
+    """A GitHub Markdown table; floats get 4 decimals, ``None`` prints as an en dash.
+
+    ``align`` is one character per column: ``l`` or ``r`` (default: text left, numbers right).
+    """
+    def cell(v: object) -> str:
+        if v is None:
+            return "–"
+        if isinstance(v, float):
+            return f"{v:.4f}"
+        return str(v).replace("|", "\\|")
+
+    if any(len(r) != len(header) for r in rows):
+        raise ValueError("every row needs one cell per header column")
+    if align is None:
+        first = rows[0] if rows else [""] * len(header)
+        align = "".join("r" if isinstance(v, int | float) else "l" for v in first)
+    rule = ["---:" if a == "r" else ":---" for a in align]
+    lines = ["| " + " | ".join(map(str, header)) + " |", "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write a file through a temporary sibling and ``os.replace`` (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: object) -> None:
+    """Atomic, indented JSON."""
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux ru_maxrss is KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def latency_stats(seconds: Sequence[float]) -> dict:
+    """Median, p10, p90 and mean of per-call times, in milliseconds."""
+    ms = np.asarray(seconds, dtype=np.float64) * 1000.0
+    return {"calls": int(ms.size), "median_ms": float(np.median(ms)),
+            "p10_ms": float(np.percentile(ms, 10)), "p90_ms": float(np.percentile(ms, 90)),
+            "mean_ms": float(ms.mean())}
+
+
+def save_png(fig, path: Path, dpi: int = 110) -> None:
+    """Save a matplotlib figure atomically as PNG and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    write_atomic(path, buf.getvalue())
