@@ -49,7 +49,7 @@ def read_features(path: Path) -> pd.DataFrame:
     table = pd.read_parquet(path)
     missing = [c for c in ("image_id", *BLENDSHAPE_NAMES) if c not in table.columns]
     if missing:
-        raise SystemExit(f"{path}: not a blendshape table (missing {missing[:3]})")
+        benchlib.fail(f"{path}: not a blendshape table (missing {missing[:3]})")
     if "preprocess" not in table.columns:
         table["preprocess"] = "raw"
     if "augmented" not in table.columns:
@@ -110,12 +110,12 @@ def fer_predictions(backend: str, csv: Path, rerun: bool) -> pd.DataFrame:
     cache = RUNS / f"fer_{backend}_privatetest.csv"
     if rerun or not cache.is_file():
         if not FER_PYTHON.is_file():
-            raise SystemExit("peer venv missing: run benchmarks/peers/setup_fer.sh first")
+            benchlib.fail("peer venv missing: run benchmarks/peers/setup_fer.sh first")
         cmd = [str(FER_PYTHON), str(FER_RUNNER), "accuracy", "--backend", backend,
                "--csv", str(csv), "--out", str(cache)]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
-            raise SystemExit(f"fer run failed:\n{done.stderr[-2000:]}")
+            benchlib.fail(f"fer run failed: {benchlib.last_line(done.stderr)}", 1)
         print(done.stdout.strip().splitlines()[-1], file=sys.stderr)
     return pd.read_csv(cache)
 
@@ -134,7 +134,7 @@ def evaluate(args: argparse.Namespace) -> dict:
 
     clf = EmotionClassifier.load(args.model)
     if tuple(clf.classes) != CLASSES3:
-        raise SystemExit(f"model classes {clf.classes} are not {CLASSES3}")
+        benchlib.fail(f"model classes {clf.classes} are not {CLASSES3}")
     columns = [BLENDSHAPE_NAMES.index(n) for n in clf.blendshapes]
     tag = "" if clf.trained else " [UNTRAINED placeholder]"
     features = args.features if args.features else DATASET
@@ -158,7 +158,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         for backend in args.fer_backends:
             fer = fer_predictions(backend, args.csv, args.rerun_fer)
             if not np.array_equal(fer["image_id"].to_numpy(), ids):
-                raise SystemExit("fer predictions do not cover PrivateTest in order; --rerun-fer")
+                benchlib.fail("fer predictions do not cover PrivateTest in order; --rerun-fer")
             p7 = fer[list(benchlib.FER7)].to_numpy()
             label = "fer " + ("(default, TFLite int8)" if backend == "tflite" else "(Keras float)")
             add(label, benchlib.fold7(p7.argmax(axis=1)), kind="fer", face_found=1.0,
@@ -271,7 +271,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if not args.csv.is_file():
-        raise SystemExit(f"FER2013 not found: {args.csv}")
+        benchlib.fail(f"FER2013 not found: {args.csv}")
     report = evaluate(args)
     write_report(report, args.out)
     print(json.dumps({r["method"]: round(r["accuracy"], 4) for r in report["results"]}))

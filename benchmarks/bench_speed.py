@@ -56,7 +56,7 @@ def run_json(cmd: list[str]) -> dict:
     """Run a child that prints one JSON object on its last stdout line."""
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])}... failed:\n{done.stderr[-2000:]}")
+        benchlib.fail(f"{Path(cmd[1]).name} {cmd[2]} failed: {benchlib.last_line(done.stderr)}", 1)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -67,7 +67,7 @@ def ours_cmd(clip: Path, model: str | None) -> list[str]:
 
 def fer_cmd(*args: str) -> list[str]:
     if not FER_PYTHON.is_file():
-        raise SystemExit("peer venv missing: run benchmarks/peers/setup_fer.sh first")
+        benchlib.fail("peer venv missing: run benchmarks/peers/setup_fer.sh first")
     return [str(FER_PYTHON), str(FER_RUNNER), *args]
 
 
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     missing = [str(c) for c in args.clips if not c.is_file()]
     if missing:
-        raise SystemExit(f"clip not found: {missing[0]}")
+        benchlib.fail(f"clip not found: {missing[0]}")
     report = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "command": " ".join(sys.argv), "machine": machine(), "reps": args.reps,
               "fer_mode": args.fer_mode}

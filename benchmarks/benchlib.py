@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import resource
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -28,6 +30,18 @@ SPLITS = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 # The paper's test figures (Attrah, Table 5) and the public reproduction, for the tables.
 PAPER = {"accuracy": 0.7199, "macro_f1": 0.6298}
 REPRODUCTION = {"accuracy": 0.748, "macro_f1": 0.66}
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr and exit (2: bad input or missing setup, 1: a run failed)."""
+    print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of a child's stderr (the exception, for a Python traceback)."""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "(no output)"
 
 
 def fold7(labels7: np.ndarray) -> np.ndarray:

@@ -1,0 +1,58 @@
+"""``emotion-estimator bench accuracy|speed|all``: side-by-side benchmarks against ``fer``.
+
+A thin wrapper over the scripts in the source checkout's ``benchmarks/`` (they are not part of
+the installed package): it checks the setup, then runs each script with this interpreter and
+passes the remaining options through. Results go to ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+SCRIPTS = {"accuracy": "bench_accuracy.py", "speed": "bench_speed.py"}
+
+
+def benchmarks_dir() -> Path:
+    """``<checkout>/benchmarks`` (src/emotion_estimator/commands -> three levels up)."""
+    return Path(__file__).resolve().parents[3] / "benchmarks"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("which", choices=["accuracy", "speed", "all"],
+                   help="accuracy: FER2013 PrivateTest; speed: video fps, latency, size; all")
+    p.add_argument("--setup-peer", action="store_true",
+                   help="first build benchmarks/.venv-fer with fer + TensorFlow (large download)")
+    p.add_argument("options", nargs=argparse.REMAINDER,
+                   help="passed to the script(s), e.g. --reps 5 or --skip-fer "
+                        "(see benchmarks/README.md)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import subprocess
+    import sys
+
+    from ..errors import InputError
+
+    root = benchmarks_dir()
+    if not (root / "benchlib.py").is_file():
+        raise InputError("bench needs a source checkout: benchmarks/ is not beside the package "
+                         f"(looked in {root})")
+    if args.setup_peer:
+        code = subprocess.call(["bash", str(root / "peers" / "setup_fer.sh")])
+        if code:
+            return code
+    skip_fer = "--skip-fer" in args.options
+    if not skip_fer and not (root / ".venv-fer" / "bin" / "python").is_file():
+        raise InputError("the peer's venv benchmarks/.venv-fer is missing: run "
+                         "'emotion-estimator bench --setup-peer ...' or "
+                         "benchmarks/peers/setup_fer.sh (or pass --skip-fer to accuracy)")
+    which = list(SCRIPTS) if args.which == "all" else [args.which]
+    if args.which == "all" and args.options:
+        raise InputError("options are script-specific: run 'bench accuracy' and 'bench speed' "
+                         "separately to pass them")
+    for name in which:
+        code = subprocess.call([sys.executable, str(root / SCRIPTS[name]), *args.options])
+        if code:
+            return code
+    return 0

@@ -1,0 +1,143 @@
+"""The benchmark harness's own logic: 7 -> 3 folding, metrics, tables, files, the CLI wrapper.
+
+Fast and offline: the peer (fer, TensorFlow) and the heavy runs are not exercised here.
+"""
+
+from __future__ import annotations
+
+import stat
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import bench_accuracy  # noqa: E402
+import bench_speed  # noqa: E402
+import benchlib  # noqa: E402
+
+from emotion_estimator import BLENDSHAPE_NAMES  # noqa: E402
+from emotion_estimator.cli import cli  # noqa: E402
+
+
+def test_fold7_maps_every_fer2013_code():
+    # 0 angry 1 disgust 2 fear 3 happy 4 sad 5 surprise 6 neutral
+    folded = benchlib.fold7(np.arange(7))
+    names = [benchlib.CLASSES3[i] for i in folded]
+    assert names == ["unknown", "unknown", "unknown", "happy", "sad", "unknown", "unknown"]
+    with pytest.raises(ValueError):
+        benchlib.fold7(np.array([3, 7]))
+
+
+def test_fold_proba_keeps_mass_and_can_disagree_with_argmax_fold():
+    p7 = np.array([[0.0, 0.0, 0.0, 0.9, 0.1, 0.0, 0.0],
+                   # happy is the single largest class, yet the five others outweigh it
+                   [0.15, 0.1, 0.1, 0.3, 0.05, 0.1, 0.2]])
+    p3 = benchlib.fold_proba(p7)
+    np.testing.assert_allclose(p3.sum(axis=1), 1.0)
+    np.testing.assert_allclose(p3[0], [0.9, 0.1, 0.0])
+    assert benchlib.fold7(p7.argmax(axis=1)).tolist() == [0, 0]
+    assert p3.argmax(axis=1).tolist() == [0, 2]
+    with pytest.raises(ValueError):
+        benchlib.fold_proba(np.zeros((2, 3)))
+
+
+def test_metrics_agree_with_scikit_learn():
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 500)
+    pred = np.where(rng.random(500) < 0.6, y, rng.integers(0, 3, 500))
+    pred[pred == 1] = 2  # class 1 never predicted: its F1 is 0, not NaN
+    m = benchlib.metrics(y, pred)
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, pred))
+    assert m["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro", zero_division=0))
+    assert m["confusion"] == confusion_matrix(y, pred, labels=[0, 1, 2]).tolist()
+    assert m["f1"][1] == 0.0
+
+
+def test_markdown_table_format():
+    text = benchlib.markdown_table(["method", "acc", "note"],
+                                   [["a|b", 0.123456, None], ["c", 1, "x"]])
+    lines = text.splitlines()
+    assert lines[0] == "| method | acc | note |"
+    assert lines[1] == "| :--- | ---: | :--- |"
+    assert lines[2] == "| a\\|b | 0.1235 | – |"
+    assert all(line.count(" | ") == 2 for line in lines)
+    with pytest.raises(ValueError):
+        benchlib.markdown_table(["a", "b"], [[1]])
+
+
+def test_write_atomic_replaces_whole_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "sub" / "r.md"
+    benchlib.write_atomic(target, "old")
+    benchlib.write_atomic(target, "new")
+    assert target.read_text() == "new"
+    assert [p.name for p in target.parent.iterdir()] == ["r.md"]
+    assert target.stat().st_mode & stat.S_IRGRP  # not mkstemp's private 0600
+
+
+def test_write_atomic_keeps_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "r.json"
+    benchlib.write_atomic(target, "old")
+    with pytest.raises(TypeError):
+        benchlib.write_atomic(target, 12345)  # type: ignore[arg-type]
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def _table() -> pd.DataFrame:
+    rows = []
+    for pre in ("raw", "pad"):
+        for image_id, augmented in ((10, False), (10, True), (11, False)):
+            value = image_id + (0.5 if augmented else 0) + (100 if pre == "pad" else 0)
+            scores = np.full(52, value)
+            rows.append({"image_id": image_id, "preprocess": pre, "augmented": augmented,
+                         **dict(zip(BLENDSHAPE_NAMES, scores, strict=True))})
+    return pd.DataFrame(rows)
+
+
+def test_test_matrix_picks_variant_skips_augmented_and_marks_missing():
+    x = bench_accuracy.test_matrix(_table(), np.array([11, 12, 10]), "pad")
+    assert x.shape == (3, 52)
+    assert np.all(x[0] == 111) and np.all(x[2] == 110)  # un-augmented pad rows only
+    assert np.isnan(x[1]).all()  # id 12 has no row: no face
+
+
+def test_predict_or_unknown_sends_faceless_rows_to_unknown():
+    x = np.array([[0.0] * 52, [np.nan] * 52, [1.0] * 52], dtype=np.float32)
+    seen = []
+
+    def proba(v):
+        seen.append(len(v))
+        return np.tile([0.1, 0.8, 0.1], (len(v), 1))  # always "sad"
+
+    pred = bench_accuracy.predict_or_unknown(proba, x)
+    assert [benchlib.CLASSES3[i] for i in pred] == ["sad", "unknown", "sad"]
+    assert seen == [2]  # the classifier never sees the NaN row
+
+
+def test_speed_summary_ratio_uses_medians_per_tool():
+    def run(tool, fps):
+        return {"tool": tool, "clip": "/m/a.mp4", "fps": fps, "load_s": 1.0,
+                "peak_rss_mb": fps, "frames": 10, "frames_with_face": 9}
+
+    runs = [run("emotion-estimator", 30), run("fer", 5), run("emotion-estimator", 10),
+            run("fer", 10), run("emotion-estimator", 20), run("fer", 6)]
+    row = bench_speed.summarise(runs)["a.mp4"]
+    assert row["emotion-estimator"]["fps_median"] == 20
+    assert row["fer"]["fps_median"] == 6
+    assert row["ratio_median_fps"] == pytest.approx(20 / 6)
+    assert row["ratio_per_pair"] == [6.0, 1.0, 3.33]
+    assert row["fer"]["peak_rss_mb"] == 10
+
+
+def test_cli_bench_reports_missing_input_in_one_line(tmp_path, capfd):
+    code = cli(["bench", "accuracy", "--skip-fer", "--csv", str(tmp_path / "no.csv.gz")])
+    err = capfd.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and "FER2013 not found" in err[0]
