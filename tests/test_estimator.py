@@ -137,3 +137,54 @@ def test_shipped_model_says_happy_on_the_smiling_face(media, landmarker_model):
         pytest.skip("the shipped default model is an untrained placeholder")
     (face,) = EmotionEstimator().analyze_image(media / "single_face.jpg")
     assert face.label == "happy"
+
+
+class SmileClassifier:
+    """Happy from mouthSmile (duck-typed classifier, no ONNX)."""
+
+    classes = CLASSES
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        smile = x[:, BLENDSHAPE_NAMES.index("mouthSmileLeft")]
+        return np.stack([smile, (1 - smile) / 2, (1 - smile) / 2], axis=1)
+
+
+def fake_face(x: float, smile: float):
+    from emotion_estimator.blendshapes import Face
+
+    scores = np.zeros(52, np.float32)
+    scores[BLENDSHAPE_NAMES.index("mouthSmileLeft")] = smile
+    return Face(scores=scores, box=(x, 50.0, 80.0, 100.0), landmarks=np.zeros((478, 3)))
+
+
+def test_frame_analyzer_keeps_each_face_its_own_id_and_filter():
+    from emotion_estimator.estimator import FrameAnalyzer
+    from emotion_estimator.video import Frame
+
+    analyze = FrameAnalyzer(SmileClassifier(), "ema", {"time_constant_s": 0.5}, forget_s=0.5)
+    image = np.zeros((4, 4, 3), np.uint8)
+    for i in range(30):  # a smiling face at the left, a neutral one at the right
+        faces = [fake_face(300 + i, 0.1), fake_face(10 + i, 0.95)]
+        result = analyze(Frame(i, i / 30, image), faces[:: 1 if i % 2 else -1])
+    by_id = {f.face_id: f for f in result.faces}
+    # ids follow the boxes whatever the detection order (frame 0 listed the left face first)
+    assert by_id[0].box[0] < 100 and by_id[0].label == "happy"
+    assert by_id[1].box[0] > 300 and by_id[1].label != "happy"
+    rows = result.rows()
+    assert {r["face_id"] for r in rows} == {0, 1} and all("p_happy" in r for r in rows)
+    # both leave for longer than forget_s: their states are dropped, ids are not reused
+    assert analyze(Frame(30, 1.0, image), []).dropped == []
+    assert sorted(analyze(Frame(31, 1.6, image), []).dropped) == [0, 1]
+    assert [f.face_id for f in analyze(Frame(32, 1.7, image), [fake_face(10, 0.9)]).faces] == [2]
+
+
+def test_frame_analyzer_without_classifier_only_tracks():
+    from emotion_estimator.estimator import FrameAnalyzer
+    from emotion_estimator.video import Frame
+
+    analyze = FrameAnalyzer(None)
+    image = np.zeros((4, 4, 3), np.uint8)
+    analyze(Frame(0, 0.0, image), [fake_face(10, 0.5)])
+    (row,) = analyze(Frame(1, 0.04, image), [fake_face(12, 0.5)]).rows(blendshapes=True)
+    assert row["face_id"] == 0 and "label" not in row and "p_happy" not in row
+    assert row["mouthSmileLeft"] == pytest.approx(0.5)

@@ -44,7 +44,7 @@ class FaceResult:
 
     face_id: int
     box: tuple[float, float, float, float]
-    label: str
+    label: str | None
     probabilities: dict[str, float]
     raw_probabilities: dict[str, float]
     scores: np.ndarray = field(repr=False)
@@ -69,8 +69,9 @@ class FrameResult:
         for face in self.faces:
             x, y, w, h = face.box
             row = {**base, "face_id": face.face_id, "face_detected": True,
-                   "x": round(x, 2), "y": round(y, 2), "w": round(w, 2), "h": round(h, 2),
-                   "label": face.label}
+                   "x": round(x, 2), "y": round(y, 2), "w": round(w, 2), "h": round(h, 2)}
+            if face.label is not None:
+                row["label"] = face.label
             row.update({f"p_{c}": round(p, 5) for c, p in face.probabilities.items()})
             if blendshapes:
                 row.update(zip(BLENDSHAPE_NAMES, face.scores.tolist(), strict=True))
@@ -88,31 +89,40 @@ def load_classifier(model: str | os.PathLike | Classifier | None) -> Classifier:
 
 
 class FrameAnalyzer:
-    """The per-frame step after detection: face ids, one classifier batch, per-face filters."""
+    """The per-frame step after detection: face ids, one classifier batch, per-face filters.
 
-    def __init__(self, classifier: Classifier, smoothing: str = "ema",
+    With ``classifier=None`` it only tracks (persistent ids, no labels): the loop of a
+    blendshapes-only table.
+    """
+
+    def __init__(self, classifier: Classifier | None, smoothing: str = "ema",
                  smoothing_params: Mapping[str, Any] | None = None,
                  forget_s: float = 1.0) -> None:
         self.classifier = classifier
-        self.classes = tuple(classifier.classes)
+        self.classes = tuple(classifier.classes) if classifier is not None else ()
         self.tracker = FaceTracker(forget_s=forget_s)
-        self.filters = FilterBank.of(smoothing, len(self.classes), smoothing_params)
+        self.filters = (FilterBank.of(smoothing, len(self.classes), smoothing_params)
+                        if classifier is not None else None)
 
     def __call__(self, frame: Frame, faces: list[Face]) -> FrameResult:
         ids, dropped = self.tracker.update([f.box for f in faces], frame.timestamp_s)
-        self.filters.drop(dropped)
-        results = []
-        if faces:
-            raw = self.classifier.predict_proba(np.stack([f.scores for f in faces]))
-            for face, face_id, p in zip(faces, ids, raw, strict=True):
-                smooth, label = self.filters.update(face_id, p, frame.timestamp_s)
-                results.append(FaceResult(
-                    face_id=face_id, box=face.box, label=self.classes[label],
-                    probabilities=dict(zip(self.classes, smooth.tolist(), strict=True)),
-                    raw_probabilities=dict(zip(self.classes, p.tolist(), strict=True)),
-                    scores=face.scores,
-                ))
+        if self.filters is None:
+            results = [FaceResult(i, f.box, None, {}, {}, f.scores)
+                       for f, i in zip(faces, ids, strict=True)]
+        else:
+            self.filters.drop(dropped)
+            raw = (self.classifier.predict_proba(np.stack([f.scores for f in faces]))
+                   if faces else [])
+            results = [self._classified(f, i, p, frame.timestamp_s)
+                       for f, i, p in zip(faces, ids, raw, strict=True)]
         return FrameResult(frame.index, frame.timestamp_s, results, dropped, frame.image)
+
+    def _classified(self, face: Face, face_id: int, p: np.ndarray, t: float) -> FaceResult:
+        smooth, label = self.filters.update(face_id, p, t)
+        return FaceResult(face_id=face_id, box=face.box, label=self.classes[label],
+                          probabilities=dict(zip(self.classes, smooth.tolist(), strict=True)),
+                          raw_probabilities=dict(zip(self.classes, p.tolist(), strict=True)),
+                          scores=face.scores)
 
 
 class EmotionEstimator:

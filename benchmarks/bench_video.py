@@ -1,0 +1,265 @@
+"""The live path on video: throughput vs bare MediaPipe, label flicker, and filter lag.
+
+    .venv/bin/python benchmarks/bench_video.py [--model M.onnx] [--rounds 5] [--skip-speed]
+
+1. Speed: ``emotion-estimator analyze`` in process (decode thread, landmarker, classifier,
+   filter, CSV writer), the same with ``--annotate``, a bare MediaPipe VIDEO-mode loop (cv2
+   decode + detect_for_video, nothing else) and the landmarker alone on frames decoded
+   beforehand, over the same clip, ``--rounds`` rounds in shuffled order so machine drift
+   hits all four alike; ratios of the medians.
+2. Flicker: label switches per minute of face time on the shared clips, per smoothing.
+3. Lag: a clip spliced from real frames with a known expression change at each splice. The
+   shared clips show one man, first neutral (frames 0-17), then smiling (20-68; mouthSmile
+   > 0.6), in the same place. The spliced clip alternates a neutral segment (frames 0..17 then
+   17..0, 1.2 s) and a smiling one (20..68, forwards or backwards, 1.6 s) at 30 fps: 6
+   changes, each between two frames, the face staying where it is (same id, same filter).
+   Lag = time from the splice to the first frame from which the filtered label stays on
+   the label the unfiltered classifier gives most often in the new segment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import MEDIA, RUNS, markdown_table, write_json  # noqa: E402
+
+from emotion_estimator.video import Frame, FrameSource  # noqa: E402
+
+SMOOTHINGS = ("none", "ema", "hmm")
+
+
+def bare_loop(video: Path, model: str) -> int:
+    """Plain MediaPipe Tasks VIDEO-mode loop: decode, convert, detect. Returns frames."""
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    options = vision.FaceLandmarkerOptions(
+        base_options=BaseOptions(model_asset_path=model),
+        running_mode=vision.RunningMode.VIDEO, num_faces=1, output_face_blendshapes=True)
+    cap = cv2.VideoCapture(str(video))
+    n = 0
+    with vision.FaceLandmarker.create_from_options(options) as landmarker:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb),
+                                        int(cap.get(cv2.CAP_PROP_POS_MSEC)) + n)
+            n += 1
+    cap.release()
+    return n
+
+
+def bare_decoded(frames: list[np.ndarray], model: str, fps: float = 30.0) -> int:
+    """The landmarker alone on frames decoded beforehand (the strictest baseline)."""
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    options = vision.FaceLandmarkerOptions(
+        base_options=BaseOptions(model_asset_path=model),
+        running_mode=vision.RunningMode.VIDEO, num_faces=1, output_face_blendshapes=True)
+    with vision.FaceLandmarker.create_from_options(options) as landmarker:
+        for i, bgr in enumerate(frames):
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb),
+                                        int(i * 1000 / fps))
+    return len(frames)
+
+
+def analyze(video: Path, out: Path, model: str | None, *extra: str) -> None:
+    """The product's command, in process (no interpreter start-up in the timing)."""
+    from emotion_estimator.cli import cli
+
+    args = ["analyze", str(video), "-o", str(out), "--no-progress", *extra]
+    if cli(args + (["--model", model] if model else [])) != 0:
+        raise SystemExit(f"analyze failed: {args}")
+
+
+def speed(videos: list[Path], model: str | None, rounds: int) -> list[dict]:
+    from emotion_estimator.assets import landmarker_path
+
+    task = str(landmarker_path())
+    rng = np.random.default_rng(0)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out, ann = Path(tmp) / "rows.csv", Path(tmp) / "ann.mp4"
+        for video in videos:
+            n = bare_loop(video, task)
+            frames = read_frames(video)
+            analyze(video, out, model)  # warm-up: file cache, lazy imports
+            runs = {"bare": lambda v=video: bare_loop(v, task),
+                    "bare_decoded": lambda f=frames: bare_decoded(f, task),
+                    "analyze": lambda v=video: analyze(v, out, model),
+                    "annotate": lambda v=video: analyze(v, out, model, "--annotate", str(ann))}
+            fps: dict[str, list[float]] = {k: [] for k in runs}
+            for _ in range(rounds):
+                for key in rng.permutation(list(runs)):  # no order bias
+                    t = time.perf_counter()
+                    runs[key]()
+                    fps[key].append(n / (time.perf_counter() - t))
+            med = {k: statistics.median(v) for k, v in fps.items()}
+            h, w = cv2.VideoCapture(str(video)).read()[1].shape[:2]
+            results.append({"video": video.name, "size": f"{w}x{h}", "frames": n,
+                            "rounds": rounds, "fps": fps, "median_fps": med,
+                            "ratio_analyze": med["analyze"] / med["bare"],
+                            "ratio_analyze_vs_decoded": med["analyze"] / med["bare_decoded"],
+                            "ratio_annotate": med["annotate"] / med["bare"]})
+    return results
+
+
+class ListSource(FrameSource):
+    """Frames from memory at a fixed rate."""
+
+    def __init__(self, images: list[np.ndarray], fps: float = 30.0) -> None:
+        super().__init__()
+        self.images, self.fps, self.frame_count, self.name = images, fps, len(images), "memory"
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i, image in enumerate(self.images):
+            yield Frame(i, i / self.fps, image)
+
+
+def read_frames(video: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while (item := cap.read())[0]:
+        frames.append(item[1])
+    return frames
+
+
+def label_runs(results: list) -> dict[int, list[tuple[float, str]]]:
+    """Per face id: (time, label) of every frame it is seen in."""
+    runs: dict[int, list[tuple[float, str]]] = {}
+    for r in results:
+        for f in r.faces:
+            runs.setdefault(f.face_id, []).append((r.timestamp_s, f.label))
+    return runs
+
+
+def flicker(videos: list[Path], model: str | None, small: float = 0.3) -> list[dict]:
+    """Per clip and smoothing; plus the first clip shrunk by ``small`` (a face far from the
+    camera, ~45 px wide: noisier blendshapes)."""
+    from emotion_estimator import EmotionEstimator
+
+    shrunk = [cv2.resize(f, None, fx=small, fy=small, interpolation=cv2.INTER_AREA)
+              for f in read_frames(videos[0])]
+    inputs = [(v.name, v) for v in videos] + [(f"{videos[0].name} x{small}", shrunk)]
+    rows = []
+    for name, video in inputs:
+        for smoothing in SMOOTHINGS:
+            est = EmotionEstimator(model, smoothing=smoothing)
+            source = ListSource(video) if isinstance(video, list) else video
+            results = list(est.stream(source))
+            switches = face_s = 0.0
+            labels: list[str] = []
+            for seq in label_runs(results).values():
+                switches += sum(a[1] != b[1] for a, b in zip(seq, seq[1:], strict=False))
+                face_s += (seq[-1][0] - seq[0][0]) + 1 / 30 if seq else 0
+                labels += [lab for _, lab in seq]
+            counts = {lab: labels.count(lab) for lab in sorted(set(labels))}
+            rows.append({"video": name, "smoothing": smoothing, "switches": int(switches),
+                         "face_seconds": round(face_s, 2),
+                         "switches_per_min": switches / face_s * 60 if face_s else 0.0,
+                         "labels": counts})
+    return rows
+
+
+def spliced_clip() -> tuple[list[np.ndarray], list[int]]:
+    """Frames alternating neutral and smiling segments, and the index of each splice."""
+    frames = read_frames(MEDIA / "single_face.mp4")
+    neutral = frames[0:18] + frames[17::-1]
+    smile = frames[20:69]
+    segments = [neutral, smile, neutral, smile[::-1], neutral, smile, neutral]
+    images, splices = [], []
+    for seg in segments:
+        if images:
+            splices.append(len(images))
+        images += seg
+    return images, splices
+
+
+def lag(model: str | None, fps: float = 30.0) -> dict:
+    from emotion_estimator import EmotionEstimator
+
+    images, splices = spliced_clip()
+    bounds = [0, *splices, len(images)]
+    raw_est = EmotionEstimator(model, smoothing="none")
+    raw = [r.faces[0].label if r.faces else None
+           for r in raw_est.stream(ListSource(images, fps))]
+    targets = []
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        seg = [lab for lab in raw[a:b] if lab]
+        targets.append(max(set(seg), key=seg.count))
+    out: dict = {"frames": len(images), "fps": fps, "splices": splices,
+                 "segment_labels": targets, "per_smoothing": {}}
+    for smoothing in SMOOTHINGS:
+        est = EmotionEstimator(model, smoothing=smoothing)
+        results = list(est.stream(ListSource(images, fps)))
+        labels = [r.faces[0].label if r.faces else None for r in results]
+        ids = {f.face_id for r in results for f in r.faces}
+        lags = []
+        for i, s in enumerate(splices):
+            new, end = targets[i + 1], bounds[i + 2]
+            if new == targets[i]:
+                continue  # the classifier sees no change here
+            wrong = [k for k in range(s, end) if labels[k] != new]
+            settle = (wrong[-1] + 1) if wrong else s
+            lags.append(None if settle >= end else (settle - s) / fps * 1000)
+        out["per_smoothing"][smoothing] = {"lag_ms": lags, "face_ids": sorted(ids),
+                                           "switches": sum(a != b for a, b in
+                                                           zip(labels, labels[1:], strict=False))}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="classifier .onnx (default: the shipped one)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--out", type=Path, default=RUNS / "video.json")
+    args = ap.parse_args()
+    videos = [MEDIA / "single_face.mp4", MEDIA / "face_noface.mov"]
+    report: dict = {"model": args.model or "shipped default"}
+
+    report["lag"] = lag_report = lag(args.model)
+    print(f"lag: spliced clip, {lag_report['frames']} frames at 30 fps, segments "
+          f"{lag_report['segment_labels']}")
+    print(markdown_table(
+        ["smoothing", "lag per change (ms)", "median ms", "max ms", "switches", "face ids"],
+        [[k, ", ".join("-" if v is None else f"{v:.0f}" for v in d["lag_ms"]),
+          float(np.median([v for v in d["lag_ms"] if v is not None] or [np.nan])),
+          max((v for v in d["lag_ms"] if v is not None), default=None),
+          d["switches"], str(d["face_ids"])]
+         for k, d in lag_report["per_smoothing"].items()]))
+
+    report["flicker"] = rows = flicker(videos, args.model)
+    print(markdown_table(["video", "smoothing", "switches", "face s", "switches/min", "labels"],
+                         [[r["video"], r["smoothing"], r["switches"], r["face_seconds"],
+                           r["switches_per_min"], str(r["labels"])] for r in rows]))
+
+    if not args.skip_speed:
+        report["speed"] = res = speed(videos, args.model, args.rounds)
+        print(markdown_table(
+            ["video", "size", "frames", "bare fps", "bare (pre-decoded) fps", "analyze fps",
+             "ratio", "ratio vs pre-decoded", "annotate fps", "ratio"],
+            [[r["video"], r["size"], r["frames"], r["median_fps"]["bare"],
+              r["median_fps"]["bare_decoded"], r["median_fps"]["analyze"], r["ratio_analyze"],
+              r["ratio_analyze_vs_decoded"], r["median_fps"]["annotate"], r["ratio_annotate"]]
+             for r in res]))
+    write_json(args.out, report)
+    print(f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
