@@ -170,7 +170,6 @@ def run(args: argparse.Namespace) -> int:
     from ..estimator import EmotionEstimator
     from ..video import ImageSource, SourceError, expand_inputs, open_source
 
-    os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ info lines on stderr
     _validate(args)
     try:
         items: list = [args.camera] if args.camera is not None else expand_inputs(args.inputs)
