@@ -36,6 +36,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--patience", type=int, default=10, help="early-stopping patience (epochs)")
     o.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                    help="skip temperature calibration on the validation split")
+    o.add_argument("--balance", action="store_true",
+                   help="fit per-class logit offsets on the validation split for macro F1")
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
 
@@ -62,8 +64,8 @@ def config_from_args(args: argparse.Namespace):
         dropout=args.dropout, activation=args.activation, loss=args.loss,
         class_weights=args.class_weights, smoothing=args.smoothing, gamma=args.gamma,
         lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
-        epochs=args.epochs, patience=args.patience, calibrate=args.calibrate, seed=args.seed,
-        threads=args.threads,
+        epochs=args.epochs, patience=args.patience, calibrate=args.calibrate,
+        balance=args.balance, seed=args.seed, threads=args.threads,
     )
 
 

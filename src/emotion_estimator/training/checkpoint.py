@@ -27,6 +27,7 @@ class Checkpoint:
     mean: list[float]
     std: list[float]
     temperature: float = 1.0
+    offsets: list[float] = field(default_factory=list)  # per-class logit offsets, [] = none
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -39,6 +40,7 @@ class Checkpoint:
             "mean": list(self.mean),
             "std": list(self.std),
             "temperature": self.temperature,
+            "offsets": list(self.offsets),
             "config": self.config,
             "metrics": self.metrics,
         }
@@ -75,6 +77,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             mean=list(raw["mean"]),
             std=list(raw["std"]),
             temperature=float(raw.get("temperature", 1.0)),
+            offsets=[float(v) for v in raw.get("offsets", [])],
             config=raw.get("config", {}),
             metrics=raw.get("metrics", {}),
         )

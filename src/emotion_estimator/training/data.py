@@ -75,7 +75,9 @@ def resolve_blendshapes(spec: str | Sequence[str], train: pd.DataFrame | None = 
             raw = json.loads(Path(spec).read_text())
         except json.JSONDecodeError as exc:
             raise InputError(f"blendshape selection {spec} is not JSON ({exc})") from exc
-        names = list(raw["blendshapes"] if isinstance(raw, dict) else raw)
+        if isinstance(raw, dict):  # select-blendshapes writes "names"; model JSONs "blendshapes"
+            raw = raw.get("names", raw.get("blendshapes", []))
+        names = list(raw)
     else:
         names = [n.strip() for n in spec.split(",") if n.strip()]
     unknown = [n for n in names if n not in BLENDSHAPE_NAMES]

@@ -38,7 +38,7 @@ def load_predictor(path: str | os.PathLike) -> tuple[tuple[str, ...], Predictor]
     ckpt = load_checkpoint(path)
     model = build_model(ckpt.dims)
     model.load_state_dict(ckpt.state_dict)
-    module = Probabilities(model, ckpt.temperature).eval()
+    module = Probabilities(model, ckpt.temperature, ckpt.offsets).eval()
     cols = [BLENDSHAPE_NAMES.index(n) for n in ckpt.blendshapes]
     mean, std = np.asarray(ckpt.mean, np.float32), np.asarray(ckpt.std, np.float32)
 

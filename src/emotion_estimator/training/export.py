@@ -66,6 +66,7 @@ def build_metadata(ckpt: Checkpoint, **extra: Any) -> dict[str, Any]:
         "blendshapes": list(ckpt.blendshapes),
         "normalization": {"mean": list(map(float, ckpt.mean)), "std": list(map(float, ckpt.std))},
         "temperature": ckpt.temperature,
+        "offsets": list(ckpt.offsets) or [0.0] * len(ckpt.classes),
         "model": ckpt.dims.to_dict(),
         "training": ckpt.config,
         "metrics": ckpt.metrics,
@@ -87,7 +88,7 @@ def export(
     out = Path(out).with_suffix(".onnx")
     model = build_model(ckpt.dims)
     model.load_state_dict(ckpt.state_dict)
-    module = Probabilities(model, ckpt.temperature).eval()
+    module = Probabilities(model, ckpt.temperature, ckpt.offsets).eval()
     data = onnx_bytes(module, ckpt.dims.n_inputs)
     meta = build_metadata(ckpt, **extra)
     meta["onnx_bytes"] = len(data)

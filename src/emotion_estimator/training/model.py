@@ -82,15 +82,23 @@ def build_model(dims: ModelDimensions) -> nn.Module:
 
 
 class Probabilities(nn.Module):
-    """Logits -> calibrated probabilities: ``softmax(logits / temperature)`` (what ONNX ships)."""
+    """Logits -> ``softmax(logits / temperature + offsets)`` (what the ONNX file computes).
 
-    def __init__(self, model: nn.Module, temperature: float = 1.0) -> None:
+    The temperature calibrates confidence; the per-class offsets (a prior shift, zero unless
+    fitted) trade the classes' recalls against each other.
+    """
+
+    def __init__(
+        self, model: nn.Module, temperature: float = 1.0, offsets: list[float] | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.temperature = float(temperature)
+        n = model.dims.n_classes if hasattr(model, "dims") else 0
+        self.register_buffer("offsets", torch.tensor(offsets or [0.0] * n, dtype=torch.float32))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.softmax(self.model(x) / self.temperature, dim=-1)
+        return F.softmax(self.model(x) / self.temperature + self.offsets, dim=-1)
 
 
 def count_parameters(model: nn.Module) -> int:

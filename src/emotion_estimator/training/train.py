@@ -33,7 +33,7 @@ from .data import (
     to_split,
 )
 from .losses import make_loss
-from .metrics import classification_metrics, fit_temperature, softmax
+from .metrics import classification_metrics, fit_offsets, fit_temperature, softmax
 from .model import ModelDimensions, build_model, count_parameters, logits_of
 
 STATE = "state.pt"
@@ -64,6 +64,7 @@ class TrainConfig:
     patience: int = 10
     clip_norm: float = 1.0
     calibrate: bool = True
+    balance: bool = False  # fit per-class logit offsets on val for macro F1
     seed: int = 0
     threads: int = 1
     classes: tuple[str, ...] = CLASSES
@@ -206,7 +207,9 @@ def train(
     model.load_state_dict(best_state)
     logits = logits_of(model, xv).numpy()
     temperature = fit_temperature(logits, data.val.y) if config.calibrate else 1.0
-    proba = softmax(logits, temperature)
+    offsets = fit_offsets(logits / temperature, data.val.y) if config.balance \
+        else np.zeros(n_classes)
+    proba = softmax(logits / temperature + offsets)
     val_metrics = classification_metrics(data.val.y, proba.argmax(1), config.classes, proba)
     seconds = time.perf_counter() - started
     ckpt = Checkpoint(
@@ -217,12 +220,14 @@ def train(
         mean=data.mean.tolist(),
         std=data.std.tolist(),
         temperature=temperature,
+        offsets=[float(v) for v in offsets],
         config=config.to_dict(),
         metrics={"val": val_metrics, "best_val_loss": best, "epochs": len(history),
                  "train_seconds": seconds, "parameters": count_parameters(model),
                  "train_rows": len(xt), "val_rows": len(xv)},
     )
-    log(f"best val loss {best:.4f}; temperature {temperature:.3f}; val accuracy "
+    log(f"best val loss {best:.4f}; temperature {temperature:.3f}; offsets "
+        f"{np.round(offsets, 2).tolist()}; val accuracy "
         f"{val_metrics['accuracy']:.4f}, macro F1 {val_metrics['macro_f1']:.4f}; {seconds:.0f}s")
     if out is not None:
         write_run(out, ckpt, history)
