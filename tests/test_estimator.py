@@ -80,11 +80,16 @@ def test_still_smiling_face_is_happy_with_probabilities(estimator, media):
     assert again.probabilities == pytest.approx(face.probabilities)
 
 
-def test_two_faces_get_distinct_ids_left_to_right(estimator, media):
+def test_two_faces_get_distinct_ids_left_to_right(estimator, media, tiny_model):
+    from emotion_estimator import EmotionEstimator
+
     faces = estimator.analyze_image(media / "multi_face.jpg")
     assert [f.face_id for f in faces] == [0, 1]
     assert faces[0].box[0] < faces[1].box[0]
     assert estimator.analyze_image(media / "no_face.jpg") == []
+    # max_faces=1 on the group photo: the larger face (MediaPipe alone would give none)
+    (one,) = EmotionEstimator(tiny_model, max_faces=1).analyze_image(media / "multi_face.jpg")
+    assert one.box == max(faces, key=lambda f: f.box[2] * f.box[3]).box
 
 
 def test_video_without_faces_gives_only_no_face_rows(estimator, media):

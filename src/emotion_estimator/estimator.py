@@ -25,6 +25,8 @@ from .video import Frame, FrameSource, ImageSource, open_source, read_image
 if TYPE_CHECKING:
     import pandas as pd
 
+STILL_EXTRA_FACES = 2  # stills: detections asked beyond max_faces (see _still_faces)
+
 
 class Classifier(Protocol):
     """What the estimator needs of a classifier (``EmotionClassifier`` is one)."""
@@ -159,9 +161,23 @@ class EmotionEstimator:
         return frame_columns(self.classes, BLENDSHAPE_NAMES if blendshapes else ())
 
     def landmarker(self, mode: str = "video") -> FaceLandmarker:
-        """A new MediaPipe landmarker configured like this estimator."""
-        return FaceLandmarker(self._landmarker_path, mode=mode, max_faces=self.max_faces,
+        """A new MediaPipe landmarker configured like this estimator.
+
+        On stills it may return a few more faces than ``max_faces`` (see :meth:`_still_faces`).
+        """
+        extra = STILL_EXTRA_FACES if mode == "image" else 0
+        return FaceLandmarker(self._landmarker_path, mode=mode,
+                              max_faces=self.max_faces + extra,
                               min_detection_confidence=self._confidence)
+
+    def _still_faces(self, landmarker: FaceLandmarker, image: np.ndarray) -> list[Face]:
+        """The ``max_faces`` largest faces of a still, left to right.
+
+        MediaPipe keeps its top ``num_faces`` detections before the landmark model rejects
+        the weak ones, so asking for exactly one face can return none on a group photo.
+        """
+        faces = sorted(landmarker.detect(image), key=lambda f: -f.box[2] * f.box[3])
+        return sorted(faces[: self.max_faces], key=lambda f: f.box[0])
 
     def analyzer(self, smoothing: str | None = None) -> FrameAnalyzer:
         """A fresh per-stream state (ids from 0, empty filters)."""
@@ -176,7 +192,7 @@ class EmotionEstimator:
         if not isinstance(image, np.ndarray):
             image = read_image(Path(image))
         with self._stills() as landmarker:
-            faces = sorted(landmarker.detect(image), key=lambda f: f.box[0])
+            faces = self._still_faces(landmarker, image)
         return self.analyzer("none")(Frame(0, 0.0, image), faces).faces
 
     def stream(self, source: FrameSource | str | os.PathLike | int) -> Iterator[FrameResult]:
@@ -189,9 +205,8 @@ class EmotionEstimator:
             landmarkers = self._stills() if still else self.landmarker("video")
             with landmarkers as landmarker:
                 for frame in src:
-                    faces = landmarker.detect(frame.image, frame.timestamp_s)
-                    if still:  # no tracking on a still: ids from left to right
-                        faces.sort(key=lambda f: f.box[0])
+                    faces = (self._still_faces(landmarker, frame.image) if still
+                             else landmarker.detect(frame.image, frame.timestamp_s))
                     yield analyze(frame, faces)
         finally:
             if owned:
