@@ -14,6 +14,7 @@ approach 2).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -80,6 +81,7 @@ def main() -> int:
     raw = load(args.fer2013, limit=args.images).pixels
     shown = np.stack([variant(img) for img in raw])  # what the bare loop sees
     workers = [int(w) for w in args.workers.split(",")]
+    load_before = os.getloadavg()[0]
     times: dict[str, list[float]] = {"bare": []} | {f"workers={w}": [] for w in workers}
     for r in range(args.rounds):
         times["bare"].append(bare_loop(shown, model))
@@ -88,7 +90,9 @@ def main() -> int:
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(
             f"{k} {v[-1]:.1f}s" for k, v in times.items()), file=sys.stderr)
     base = len(raw) / statistics.median(times["bare"])
-    print(f"{len(raw)} images, preprocess={args.preprocess}, median of {args.rounds} rounds")
+    print(f"{len(raw)} images, preprocess={args.preprocess}, median of {args.rounds} rounds; "
+          f"{os.cpu_count()} cores, 1-min load average {load_before:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after (other processes share the cores)")
     print(f"{'run':<12} {'seconds':>8} {'img/s':>8} {'vs bare':>8}")
     for name, values in times.items():
         rate = len(raw) / statistics.median(values)
