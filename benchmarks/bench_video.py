@@ -7,14 +7,17 @@
    decode + detect_for_video, nothing else) and the landmarker alone on frames decoded
    beforehand, over the same clip, ``--rounds`` rounds in shuffled order so machine drift
    hits all four alike; ratios of the medians.
-2. Flicker: label switches per minute of face time on the shared clips, per smoothing.
+2. Flicker: label switches per minute of face time on the shared clips, per smoothing; the
+   clips are clean (the raw labels barely flicker), so also on degraded copies of
+   single_face.mp4: shrunk to x0.15 (face ~23 px wide) and to x0.2 plus sensor noise.
 3. Lag: a clip spliced from real frames with a known expression change at each splice. The
    shared clips show one man, first neutral (frames 0-17), then smiling (20-68; mouthSmile
    > 0.6), in the same place. The spliced clip alternates a neutral segment (frames 0..17 then
    17..0, 1.2 s) and a smiling one (20..68, forwards or backwards, 1.6 s) at 30 fps: 6
    changes, each between two frames, the face staying where it is (same id, same filter).
    Lag = time from the splice to the first frame from which the filtered label stays on
-   the label the unfiltered classifier gives most often in the new segment.
+   the label the unfiltered classifier gives most often in the new segment. Measured on the
+   spliced clip as is and degraded (x0.2 + noise).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import MEDIA, RUNS, markdown_table, write_json  # noqa: E402
 
+from emotion_estimator.cli import quiet_native_logs  # noqa: E402
 from emotion_estimator.video import Frame, FrameSource  # noqa: E402
 
 SMOOTHINGS = ("none", "ema", "hmm")
@@ -147,14 +151,28 @@ def label_runs(results: list) -> dict[int, list[tuple[float, str]]]:
     return runs
 
 
-def flicker(videos: list[Path], model: str | None, small: float = 0.3) -> list[dict]:
-    """Per clip and smoothing; plus the first clip shrunk by ``small`` (a face far from the
-    camera, ~45 px wide: noisier blendshapes)."""
+def degraded(frames: list[np.ndarray], seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """Harder views of the same frames: the face far from the camera (x0.15: ~23 px wide)
+    and small plus sensor noise (x0.2, Gaussian sigma 15, seeded)."""
+    rng = np.random.default_rng(seed)
+
+    def shrink(f: np.ndarray, s: float) -> np.ndarray:
+        return cv2.resize(f, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+
+    def noisy(f: np.ndarray) -> np.ndarray:
+        return np.clip(shrink(f, 0.2) + rng.normal(0, 15, shrink(f, 0.2).shape), 0, 255
+                       ).astype(np.uint8)
+
+    return {"x0.15": [shrink(f, 0.15) for f in frames], "x0.2+noise": [noisy(f) for f in frames]}
+
+
+def flicker(videos: list[Path], model: str | None) -> list[dict]:
+    """Label switches per minute of face time, per clip (as is, and degraded) and smoothing."""
     from emotion_estimator import EmotionEstimator
 
-    shrunk = [cv2.resize(f, None, fx=small, fy=small, interpolation=cv2.INTER_AREA)
-              for f in read_frames(videos[0])]
-    inputs = [(v.name, v) for v in videos] + [(f"{videos[0].name} x{small}", shrunk)]
+    inputs: list[tuple[str, Path | list[np.ndarray]]] = [(v.name, v) for v in videos]
+    inputs += [(f"{videos[0].name} {k}", v)
+               for k, v in degraded(read_frames(videos[0])).items()]
     rows = []
     for name, video in inputs:
         for smoothing in SMOOTHINGS:
@@ -165,7 +183,7 @@ def flicker(videos: list[Path], model: str | None, small: float = 0.3) -> list[d
             labels: list[str] = []
             for seq in label_runs(results).values():
                 switches += sum(a[1] != b[1] for a, b in zip(seq, seq[1:], strict=False))
-                face_s += (seq[-1][0] - seq[0][0]) + 1 / 30 if seq else 0
+                face_s += (seq[-1][0] - seq[0][0]) + 1 / 30
                 labels += [lab for _, lab in seq]
             counts = {lab: labels.count(lab) for lab in sorted(set(labels))}
             rows.append({"video": name, "smoothing": smoothing, "switches": int(switches),
@@ -190,24 +208,30 @@ def spliced_clip() -> tuple[list[np.ndarray], list[int]]:
 
 
 def lag(model: str | None, fps: float = 30.0) -> dict:
+    """Lag per real change on the spliced clip, as is and degraded (x0.2 + noise)."""
+    images, splices = spliced_clip()
+    return {"frames": len(images), "fps": fps, "splices": splices,
+            "clips": {"as is": splice_lag(images, splices, model, fps),
+                      "x0.2+noise": splice_lag(degraded(images)["x0.2+noise"], splices, model,
+                                               fps)}}
+
+
+def splice_lag(images: list[np.ndarray], splices: list[int], model: str | None,
+               fps: float) -> dict:
     from emotion_estimator import EmotionEstimator
 
-    images, splices = spliced_clip()
     bounds = [0, *splices, len(images)]
-    raw_est = EmotionEstimator(model, smoothing="none")
     raw = [r.faces[0].label if r.faces else None
-           for r in raw_est.stream(ListSource(images, fps))]
+           for r in EmotionEstimator(model, smoothing="none").stream(ListSource(images, fps))]
     targets = []
     for a, b in zip(bounds, bounds[1:], strict=False):
         seg = [lab for lab in raw[a:b] if lab]
         targets.append(max(set(seg), key=seg.count))
-    out: dict = {"frames": len(images), "fps": fps, "splices": splices,
-                 "segment_labels": targets, "per_smoothing": {}}
+    out: dict = {"segment_labels": targets, "per_smoothing": {}}
     for smoothing in SMOOTHINGS:
         est = EmotionEstimator(model, smoothing=smoothing)
         results = list(est.stream(ListSource(images, fps)))
         labels = [r.faces[0].label if r.faces else None for r in results]
-        ids = {f.face_id for r in results for f in r.faces}
         lags = []
         for i, s in enumerate(splices):
             new, end = targets[i + 1], bounds[i + 2]
@@ -216,9 +240,9 @@ def lag(model: str | None, fps: float = 30.0) -> dict:
             wrong = [k for k in range(s, end) if labels[k] != new]
             settle = (wrong[-1] + 1) if wrong else s
             lags.append(None if settle >= end else (settle - s) / fps * 1000)
-        out["per_smoothing"][smoothing] = {"lag_ms": lags, "face_ids": sorted(ids),
-                                           "switches": sum(a != b for a, b in
-                                                           zip(labels, labels[1:], strict=False))}
+        out["per_smoothing"][smoothing] = {
+            "lag_ms": lags, "face_ids": sorted({f.face_id for r in results for f in r.faces}),
+            "switches": sum(a != b for a, b in zip(labels, labels[1:], strict=False))}
     return out
 
 
@@ -229,19 +253,21 @@ def main() -> None:
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--out", type=Path, default=RUNS / "video.json")
     args = ap.parse_args()
+    quiet_native_logs()
     videos = [MEDIA / "single_face.mp4", MEDIA / "face_noface.mov"]
     report: dict = {"model": args.model or "shipped default"}
 
     report["lag"] = lag_report = lag(args.model)
-    print(f"lag: spliced clip, {lag_report['frames']} frames at 30 fps, segments "
-          f"{lag_report['segment_labels']}")
-    print(markdown_table(
-        ["smoothing", "lag per change (ms)", "median ms", "max ms", "switches", "face ids"],
-        [[k, ", ".join("-" if v is None else f"{v:.0f}" for v in d["lag_ms"]),
-          float(np.median([v for v in d["lag_ms"] if v is not None] or [np.nan])),
-          max((v for v in d["lag_ms"] if v is not None), default=None),
-          d["switches"], str(d["face_ids"])]
-         for k, d in lag_report["per_smoothing"].items()]))
+    for clip, res in lag_report["clips"].items():
+        print(f"lag: spliced clip ({clip}), {lag_report['frames']} frames at 30 fps, segments "
+              f"{res['segment_labels']}")
+        print(markdown_table(
+            ["smoothing", "lag per change (ms)", "median ms", "max ms", "switches", "face ids"],
+            [[k, ", ".join("never" if v is None else f"{v:.0f}" for v in d["lag_ms"]),
+              float(np.median([v for v in d["lag_ms"] if v is not None] or [np.nan])),
+              max((v for v in d["lag_ms"] if v is not None), default=None),
+              d["switches"], str(d["face_ids"])]
+             for k, d in res["per_smoothing"].items()]))
 
     report["flicker"] = rows = flicker(videos, args.model)
     print(markdown_table(["video", "smoothing", "switches", "face s", "switches/min", "labels"],

@@ -11,7 +11,8 @@ long gap between updates lets the evidence of the new frame dominate.
 - ``hmm``: forward filter of a hidden Markov chain over the classes with a sticky transition
   matrix (mean dwell time ``dwell_s``; a continuous-time chain, exact for any frame gap) and the
   classifier's probabilities as the likelihood, weighted by the time the frame stands for
-  (``dt / evidence_s``, at most 1), so evidence accumulates per second, not per frame.
+  (``dt / evidence_s``, at most 1), so evidence accumulates per second, not per frame; the
+  label follows the most probable class once its belief reaches ``min_belief``.
 """
 
 from __future__ import annotations
@@ -95,21 +96,24 @@ class HmmFilter(TemporalFilter):
     Between frames ``dt`` seconds apart the class stays with probability ``exp(-dt/dwell_s)``
     and otherwise is redrawn uniformly. Consecutive frames are far from independent views, so
     a frame's classifier output enters as likelihood raised to ``min(dt / evidence_s, 1)``:
-    ``evidence_s`` seconds of video count as one full observation, at any frame rate.
+    ``evidence_s`` seconds of video count as one full observation, at any frame rate. The
+    label moves to the most probable class only once its belief reaches ``min_belief``.
     """
 
     def __init__(self, n_classes: int, dwell_s: float = 2.0, evidence_s: float = 0.055,
-                 floor: float = 1e-4) -> None:
+                 min_belief: float = 0.6, floor: float = 1e-4) -> None:
         if dwell_s <= 0 or evidence_s <= 0:
             raise ValueError("dwell_s and evidence_s must be > 0")
         self.dwell_s = dwell_s
         self.evidence_s = evidence_s
+        self.min_belief = min_belief
         self.floor = floor
         super().__init__(n_classes)
 
     def reset(self) -> None:
         super().reset()
         self.belief: np.ndarray | None = None
+        self.label = -1
 
     def update(self, p: np.ndarray, timestamp_s: float) -> tuple[np.ndarray, int]:
         p = np.asarray(p, dtype=np.float64)
@@ -122,7 +126,10 @@ class HmmFilter(TemporalFilter):
             prior = stay * self.belief + (1.0 - stay) / self.n_classes
         belief = prior * np.maximum(p, self.floor) ** weight
         self.belief = belief / belief.sum()
-        return self.belief.copy(), int(self.belief.argmax())
+        best = int(self.belief.argmax())
+        if self.label < 0 or self.belief[best] >= self.min_belief:
+            self.label = best
+        return self.belief.copy(), self.label
 
 
 FILTERS: dict[str, type[TemporalFilter]] = {
