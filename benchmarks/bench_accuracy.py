@@ -75,7 +75,8 @@ def predict_or_unknown(proba_fn, x: np.ndarray) -> np.ndarray:
 
 def train_baselines(table: pd.DataFrame, preprocess: str, columns: list[int],
                     csv: Path) -> dict:
-    """Logistic regression and gradient boosting on the train rows (augmented included)."""
+    """Logistic regression and gradient boosting (plain, and with balanced class weights) on
+    the train rows (augmented copies included), default hyper-parameters."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -96,6 +97,8 @@ def train_baselines(table: pd.DataFrame, preprocess: str, columns: list[int],
     models = {
         "logistic regression": make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
         "gradient boosting": HistGradientBoostingClassifier(random_state=0),
+        "gradient boosting, balanced": HistGradientBoostingClassifier(
+            class_weight="balanced", random_state=0),
     }
     out = {}
     for name, model in models.items():
@@ -105,14 +108,23 @@ def train_baselines(table: pd.DataFrame, preprocess: str, columns: list[int],
     return out
 
 
-def fer_predictions(backend: str, csv: Path, rerun: bool) -> pd.DataFrame:
+FER_LABELS = {
+    "tflite:api": "fer default (TFLite int8, detect_emotions on the crop)",
+    "tflite:tight": "fer CNN on the tight crop (TFLite int8)",
+    "keras:api": "fer Keras float (detect_emotions on the crop)",
+    "keras:tight": "fer CNN on the tight crop (Keras float)",
+}
+
+
+def fer_predictions(variant: str, csv: Path, rerun: bool) -> pd.DataFrame:
     """The peer's (n, 7) probabilities on PrivateTest, from cache or a fresh subprocess run."""
-    cache = RUNS / f"fer_{backend}_privatetest.csv"
+    backend, crop = variant.split(":")
+    cache = RUNS / f"fer_{backend}_{crop}_privatetest.csv"
     if rerun or not cache.is_file():
         if not FER_PYTHON.is_file():
             benchlib.fail("peer venv missing: run benchmarks/peers/setup_fer.sh first")
         cmd = [str(FER_PYTHON), str(FER_RUNNER), "accuracy", "--backend", backend,
-               "--csv", str(csv), "--out", str(cache)]
+               "--crop", crop, "--csv", str(csv), "--out", str(cache)]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             benchlib.fail(f"fer run failed: {benchlib.last_line(done.stderr)}", 1)
@@ -155,16 +167,17 @@ def evaluate(args: argparse.Namespace) -> dict:
             add(f"{name} on blendshapes ({pre})", pred, kind="baseline", n_train=n_train,
                 fit_s=fit_s, **face, detected_only=benchlib.metrics(y[found], pred[found]))
     if not args.skip_fer:
-        for backend in args.fer_backends:
-            fer = fer_predictions(backend, args.csv, args.rerun_fer)
+        for variant in args.fer:
+            fer = fer_predictions(variant, args.csv, args.rerun_fer)
             if not np.array_equal(fer["image_id"].to_numpy(), ids):
                 benchlib.fail("fer predictions do not cover PrivateTest in order; --rerun-fer")
             p7 = fer[list(benchlib.FER7)].to_numpy()
-            label = "fer " + ("(default, TFLite int8)" if backend == "tflite" else "(Keras float)")
-            add(label, benchlib.fold7(p7.argmax(axis=1)), kind="fer", face_found=1.0,
-                backend=backend)
-            add(label + ", summed fold", benchlib.fold_proba(p7).argmax(axis=1), kind="fer",
-                face_found=1.0, backend=backend)
+            seven = float((p7.argmax(axis=1) == fer["emotion"].to_numpy()).mean())
+            add(FER_LABELS[variant], benchlib.fold7(p7.argmax(axis=1)), kind="fer",
+                face_found=1.0, variant=variant, accuracy_7class=seven)
+            if variant == args.fer[0]:
+                add(FER_LABELS[variant] + ", summed fold", benchlib.fold_proba(p7).argmax(axis=1),
+                    kind="fer", face_found=1.0, variant=variant)
     return {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": " ".join(sys.argv), "features": str(features),
             "model": str(clf.path), "model_trained": clf.trained, "n": int(len(y)),
@@ -185,14 +198,14 @@ def write_report(report: dict, out: Path) -> None:
               "face found"]
     counts = dict(zip(CLASSES3, report["class_counts"], strict=True))
     text = [
-        "# Accuracy on FER2013 PrivateTest (3 classes)\n",
+        "# Accuracy on FER2013 PrivateTest (3 classes)\n\n",
         f"{report['n']} images ({', '.join(f'{k} {v}' for k, v in counts.items())}); "
         "no face found = `unknown`. Generated "
-        f"{report['created']} by `{report['command']}`.\n",
+        f"{report['created']} by `{report['command']}`.\n\n",
         benchlib.markdown_table(header, rows, align="lrrrrrr"),
         "\nThe paper's figures are on its own, smaller test subset (1646 images in its Table 4, "
         "undetectable images removed), not on all 3589 PrivateTest images.\n",
-        "\n## Our rows on the images where MediaPipe found a face\n",
+        "\n## Our rows on the images where MediaPipe found a face\n\n",
         benchlib.markdown_table(
             ["method", "images", "accuracy", "macro F1"],
             [[r["method"], r["detected_only"]["n"], r["detected_only"]["accuracy"],
@@ -259,8 +272,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--features", type=Path, help=f"blendshape Parquet (default {DATASET})")
     p.add_argument("--model", type=Path, help="classifier .onnx (default: the shipped one)")
     p.add_argument("--preprocess", nargs="*", help="preprocess variants to score (default all)")
-    p.add_argument("--fer-backends", nargs="*", default=["tflite", "keras"],
-                   choices=["tflite", "keras"])
+    p.add_argument("--fer", nargs="*", default=["tflite:api", "tflite:tight", "keras:api"],
+                   choices=list(FER_LABELS), help="peer variants, backend:crop (first = default)")
     p.add_argument("--skip-fer", action="store_true")
     p.add_argument("--rerun-fer", action="store_true", help="ignore the cached fer predictions")
     p.add_argument("--skip-baselines", action="store_true")

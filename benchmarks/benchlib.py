@@ -149,6 +149,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far, all threads (robust to a busy machine)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def latency_stats(seconds: Sequence[float]) -> dict:
     """Median, p10, p90 and mean of per-call times, in milliseconds."""
     ms = np.asarray(seconds, dtype=np.float64) * 1000.0

@@ -124,7 +124,8 @@ def test_predict_or_unknown_sends_faceless_rows_to_unknown():
 def test_speed_summary_ratio_uses_medians_per_tool():
     def run(tool, fps):
         return {"tool": tool, "clip": "/m/a.mp4", "fps": fps, "load_s": 1.0,
-                "peak_rss_mb": fps, "frames": 10, "frames_with_face": 9}
+                "cpu_ms_per_frame": 1000 / fps, "peak_rss_mb": fps, "frames": 10,
+                "frames_with_face": 9}
 
     runs = [run("emotion-estimator", 30), run("fer", 5), run("emotion-estimator", 10),
             run("fer", 10), run("emotion-estimator", 20), run("fer", 6)]
@@ -133,6 +134,7 @@ def test_speed_summary_ratio_uses_medians_per_tool():
     assert row["fer"]["fps_median"] == 6
     assert row["ratio_median_fps"] == pytest.approx(20 / 6)
     assert row["ratio_per_pair"] == [6.0, 1.0, 3.33]
+    assert row["ratio_cpu"] == pytest.approx((1000 / 6) / (1000 / 20))
     assert row["fer"]["peak_rss_mb"] == 10
 
 
