@@ -137,8 +137,9 @@ def test_truncated_video_gives_rows_then_a_warning(tmp_path, capsys, landmarker_
 
 
 @pytest.mark.parametrize("case", ["missing", "text_as_mp4", "corrupt_image", "no_output_dir",
-                                  "no_annotate_dir", "not_onnx", "wrong_width", "no_input",
-                                  "parquet_stdout", "plot_without_matplotlib"])
+                                  "no_annotate_dir", "annotate_suffix", "not_onnx",
+                                  "wrong_width", "no_input", "parquet_stdout",
+                                  "plot_without_matplotlib"])
 def test_bad_input_gives_one_line_and_exit_2(case, tmp_path, capsys, monkeypatch, tiny_model):
     text = tmp_path / "notes.mp4"
     text.write_text("hello")
@@ -158,6 +159,8 @@ def test_bad_input_gives_one_line_and_exit_2(case, tmp_path, capsys, monkeypatch
         "no_output_dir": ([str(text), "-o", str(tmp_path / "no" / "x.csv")], "does not exist"),
         "no_annotate_dir": ([str(text), "--annotate", str(tmp_path / "no" / "a.mp4")],
                             "does not exist"),
+        "annotate_suffix": ([str(text), "--annotate", str(tmp_path / "a.png")],
+                            "--annotate: write a video"),
         "not_onnx": ([str(text), "--model", str(not_onnx)], "not a readable ONNX model"),
         "wrong_width": ([str(text), "--model", str(wide)], "input shape"),
         "no_input": ([], "give INPUT files or --camera N"),

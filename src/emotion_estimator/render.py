@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import queue
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,16 +80,20 @@ class VideoWriter:
     """Frames -> video file, written to a temp file and moved into place on :meth:`close`.
 
     The size comes from the first frame; ``.mp4``/``.mov``/``.m4v`` use MPEG-4 part 2
-    (``mp4v``, always available in OpenCV's wheels), ``.avi`` MJPEG.
+    (``mp4v``, always available in OpenCV's wheels), ``.avi`` MJPEG. Encoding runs in a
+    background thread (bounded queue), overlapping with the landmarker.
     """
 
-    def __init__(self, path: str | os.PathLike, fps: float) -> None:
+    def __init__(self, path: str | os.PathLike, fps: float, queue_size: int = 16) -> None:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"output folder does not exist: {self.path.parent}")
         self.fps = fps if fps and fps > 0 else 30.0
         self.frames = 0
         self._writer = None
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix or ".mp4",
                                    dir=self.path.parent)
         os.close(fd)
@@ -96,30 +102,51 @@ class VideoWriter:
         os.chmod(tmp, 0o666 & ~umask)
         self._tmp: Path | None = Path(tmp)
 
-    def write(self, image: np.ndarray) -> None:
+    def _open(self, width: int, height: int) -> None:
         import cv2
 
+        fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
+        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*fourcc),
+                                       self.fps, (width, height))
+        if not self._writer.isOpened():
+            raise OSError(f"cannot write video {self.path} (unsupported suffix?)")
+        self._thread = threading.Thread(target=self._encode, name="encode", daemon=True)
+        self._thread.start()
+
+    def _encode(self) -> None:
+        while (image := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._writer.write(image)
+                except Exception as exc:  # noqa: BLE001 - reported by write() / close()
+                    self._error = exc
+
+    def write(self, image: np.ndarray) -> None:
+        """Queue one BGR frame (the array must not change afterwards)."""
+        if self._error is not None:
+            raise OSError(f"writing {self.path} failed: {self._error}")
         if self._writer is None:
-            fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
-            height, width = image.shape[:2]
-            self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*fourcc),
-                                           self.fps, (width, height))
-            if not self._writer.isOpened():
-                raise OSError(f"cannot write video {self.path} (unsupported suffix?)")
-        self._writer.write(image)
+            self._open(image.shape[1], image.shape[0])
+        self._queue.put(image)
         self.frames += 1
 
     def close(self) -> None:
         """Finish the file and move it into place (nothing is published without a frame)."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
         if self._writer is not None:
             self._writer.release()
             self._writer = None
         if self._tmp is not None:
-            if self.frames:
+            if self.frames and self._error is None:
                 os.replace(self._tmp, self.path)
             else:
                 self._tmp.unlink(missing_ok=True)
             self._tmp = None
+        if self._error is not None:
+            raise OSError(f"writing {self.path} failed: {self._error}")
 
     def __enter__(self) -> VideoWriter:
         return self

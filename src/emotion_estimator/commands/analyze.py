@@ -14,6 +14,8 @@ from typing import Any
 from ..outputs import FORMATS
 from ..temporal import SMOOTHING
 
+VIDEO_OUT = frozenset({".mp4", ".mov", ".m4v", ".avi"})  # what --annotate can write
+
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="*", metavar="INPUT",
@@ -91,6 +93,9 @@ def _validate(args: argparse.Namespace) -> None:
         raise InputError("parquet cannot stream to stdout; give --output FILE")
     for option in ("output", "annotate", "plot"):
         _check_folder(f"--{option}", getattr(args, option))
+    if args.annotate and Path(args.annotate).suffix.lower() not in VIDEO_OUT:
+        raise InputError(f"--annotate: write a video ({', '.join(sorted(VIDEO_OUT))}), "
+                         f"not {args.annotate}")
     if args.plot:
         from ..timeline import require_matplotlib
 
