@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -78,14 +79,19 @@ def test_all_black_images_are_undetected_not_a_crash(prepared):
     assert "Table 3 (pad)" in (out / "report.md").read_text()
 
 
-def test_finished_output_needs_force(prepared, small_csv, capsys):
-    out, _ = prepared
-    before = (out / "dataset.parquet").stat().st_mtime_ns
-    argv = ["prepare", "--fer2013", str(small_csv), "--out", str(out), "--quiet"]
+def test_finished_output_needs_force(prepared, small_csv, tmp_path, capsys):
+    out = tmp_path / "ds"
+    shutil.copytree(prepared[0], out)
+    before = (out / "dataset.parquet").read_bytes()
+    argv = ["prepare", "--fer2013", str(small_csv), "--out", str(out), "--quiet",
+            "--limit", "3", "--augment-copies", "0", "--preprocess", "raw", "--workers", "1"]
     assert cli(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--force" in err[0]
-    assert (out / "dataset.parquet").stat().st_mtime_ns == before
+    assert (out / "dataset.parquet").read_bytes() == before
+    assert cli([*argv, "--force"]) == 0
+    assert sorted(pd.read_parquet(out / "samples.parquet")["image_id"]) == [0, 1, 2]
+    assert set(pd.read_parquet(out / "dataset.parquet")["image_id"]) <= {0, 1, 2}
 
 
 def test_bad_rows_through_the_cli(small_csv, tmp_path, capsys):

@@ -66,18 +66,14 @@ def prepare(opts: PrepareOptions) -> dict:
     """Build the dataset in ``opts.out``; returns the report dict (also written as files)."""
     import mediapipe
 
-    from ..assets import FACE_LANDMARKER, landmarker_path, sha256_of
+    from ..assets import landmarker_path, sha256_of
 
     out = Path(opts.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
-    if is_finished(out):
-        if not opts.force:
-            raise InputError(f"{out} already holds a finished dataset; use --force to rebuild it")
-        for name in (DATASET, "undetected.parquet", "samples.parquet", "report.json",
-                     "report.md"):
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / WORK, ignore_errors=True)
+    if is_finished(out) and not opts.force:
+        # with --force the old files stay until the new ones replace them, one by one
+        raise InputError(f"{out} already holds a finished dataset; use --force to rebuild it")
     if opts.augment_copies < 0:
         raise InputError("--augment-copies must be 0 or more")
     if not 0 <= opts.max_angle <= 180:
@@ -111,21 +107,18 @@ def prepare(opts: PrepareOptions) -> dict:
     chunks = make_chunks(ids, copies, data.pixels[kept], opts.chunk_size)
     total = sum(c.n_tasks for c in chunks) * len(variants)
     start = time.perf_counter()
-    with _progress_bar(total, opts.progress) as bar:
+    with _Bar(total, opts.progress) as bar:
         extracted = extract(chunks, config, work, workers=opts.workers, progress=bar.update)
     timings["extract"] = round(time.perf_counter() - start, 2)
     resumed = bar.initial or 0
 
     start = time.perf_counter()
-    meta = samples.set_index("image_id")[["split", "source_label", "label"]]
-    extracted = extracted.join(meta, on="image_id")
-    extracted["augmented"] = extracted["copy"] > 0
-    columns = [*META_COLUMNS, *BLENDSHAPE_NAMES]
+    extracted = _with_labels(extracted, samples)
     detected = extracted["detected"].to_numpy()
-    dataset = extracted.loc[detected, columns].reset_index(drop=True)
+    dataset = extracted.loc[detected, [*META_COLUMNS, *BLENDSHAPE_NAMES]].reset_index(drop=True)
     undetected = extracted.loc[~detected, list(META_COLUMNS)].reset_index(drop=True)
-    labels = list(dict.fromkeys(mapping.values()))
-    counts = report_mod.build(samples, extracted, [v.name for v in variants], labels)
+    counts = report_mod.build(samples, extracted, [v.name for v in variants],
+                              list(dict.fromkeys(mapping.values())))
     timings["assemble"] = round(time.perf_counter() - start, 2)
 
     report = {
@@ -139,7 +132,7 @@ def prepare(opts: PrepareOptions) -> dict:
         "limit": opts.limit, "workers": opts.workers, "chunk_size": opts.chunk_size,
         "versions": {"mediapipe": mediapipe.__version__, "numpy": np.__version__,
                      "pandas": pd.__version__, "python": sys.version.split()[0]},
-        "landmarker_sha256": sha256_of(model) if model.is_file() else FACE_LANDMARKER.sha256,
+        "landmarker_sha256": sha256_of(model),
         "fingerprint": fingerprint, "calls": total, "calls_resumed": resumed,
         "calls_per_s": round((total - resumed) / max(timings["extract"], 1e-9), 1),
         "timings": timings, "rows": {"dataset": len(dataset), "undetected": len(undetected)},
@@ -152,6 +145,14 @@ def prepare(opts: PrepareOptions) -> dict:
     write_parquet(dataset, out / DATASET)  # last: its presence marks a finished run
     shutil.rmtree(out / WORK, ignore_errors=True)
     return report
+
+
+def _with_labels(extracted: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
+    """Add split, source_label, label (from the image id) and the augmented flag."""
+    meta = samples.set_index("image_id")[["split", "source_label", "label"]]
+    extracted = extracted.join(meta, on="image_id")
+    extracted["augmented"] = extracted["copy"] > 0
+    return extracted
 
 
 def _fingerprint(opts: PrepareOptions, config: ExtractConfig, ids: np.ndarray,
@@ -187,8 +188,4 @@ class _Bar:
 
     def __exit__(self, *exc: object) -> None:
         self._bar.close()
-
-
-def _progress_bar(total: int, show: bool) -> _Bar:
-    return _Bar(total, show)
 
