@@ -168,11 +168,43 @@ class Sinks:
                 cv2.destroyAllWindows()
 
 
-def run(args: argparse.Namespace) -> int:
+def _estimator(args: argparse.Namespace) -> Any:
+    from ..errors import InputError
+    from ..estimator import EmotionEstimator
+
+    try:
+        return EmotionEstimator(args.model, max_faces=args.max_faces, smoothing=args.smoothing,
+                                forget_s=args.forget_after, landmarker=args.landmarker)
+    except (ValueError, OSError) as exc:
+        raise InputError(str(exc)) from exc
+
+
+def _analyze(estimator: Any, source: Any, sinks: Sinks, stat: SourceStats,
+             source_name: str | None, no_progress: bool) -> None:
+    """All frames of one source into the sinks (stops early on q in the window)."""
     from tqdm import tqdm
 
+    bar = tqdm(total=source.frame_count, unit="frame", file=sys.stderr, leave=False,
+               desc=Path(source.name).name[-40:],
+               disable=no_progress or source.is_live or None)
+    start = time.perf_counter()
+    try:
+        for result in estimator.stream(source):
+            sinks(result, source_name)
+            stat.frames += 1
+            stat.with_face += bool(result.faces)
+            for face in result.faces:
+                stat.labels[face.face_id][face.label] += 1
+            bar.update()
+            if sinks.quit:
+                break
+    finally:
+        stat.seconds = time.perf_counter() - start
+        bar.close()
+
+
+def run(args: argparse.Namespace) -> int:
     from ..errors import EXIT_INPUT, EXIT_RUNTIME, InputError
-    from ..estimator import EmotionEstimator
     from ..video import ImageSource, SourceError, expand_inputs, open_source
 
     _validate(args)
@@ -182,14 +214,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(str(exc)) from exc
     if (args.annotate or args.plot) and len(items) > 1:
         raise InputError("--annotate and --plot take a single input")
-    try:
-        estimator = EmotionEstimator(args.model, max_faces=args.max_faces,
-                                     smoothing=args.smoothing, forget_s=args.forget_after,
-                                     landmarker=args.landmarker)
-    except (ValueError, OSError) as exc:
-        raise InputError(str(exc)) from exc
+    estimator = _estimator(args)
+    many = len(items) > 1
     columns = estimator.columns(args.blendshapes)
-    if len(items) > 1:
+    if many:
         columns = {"source": str, **columns}
 
     failures: list[str] = []
@@ -202,34 +230,20 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     source = open_source(item)
                 except SourceError as exc:
-                    if args.camera is not None or len(items) == 1:
+                    if not many:
                         raise InputError(str(exc)) from exc
                     failures.append(str(exc))
                     continue
                 if sinks is None:
                     sinks = Sinks(args, columns, source.fps, estimator.classes)
-                stat = SourceStats(source.name, still=isinstance(source, ImageSource))
-                stats.append(stat)
+                stats.append(SourceStats(source.name, still=isinstance(source, ImageSource)))
                 with source:
-                    bar = tqdm(total=source.frame_count, unit="frame", file=sys.stderr,
-                               desc=Path(source.name).name[-40:], leave=False,
-                               disable=args.no_progress or source.is_live or None)
-                    start = time.perf_counter()
-                    try:
-                        for result in estimator.stream(source):
-                            sinks(result, source.name if len(items) > 1 else None)
-                            stat.frames += 1
-                            stat.with_face += bool(result.faces)
-                            for face in result.faces:
-                                stat.labels[face.face_id][face.label] += 1
-                            bar.update()
-                            if sinks.quit:
-                                break
-                    finally:
-                        stat.seconds = time.perf_counter() - start
-                        bar.close()
+                    _analyze(estimator, source, sinks, stats[-1], source.name if many else None,
+                             args.no_progress)
                 for warning in source.warnings:
                     print(f"warning: {warning}", file=sys.stderr)
+                if sinks.quit:
+                    break
     except KeyboardInterrupt:
         print("interrupted; output so far is kept", file=sys.stderr)
         status = 0 if args.camera is not None else 130
@@ -240,13 +254,7 @@ def run(args: argparse.Namespace) -> int:
         if sinks is not None:
             sinks.close()
 
-    for stat in stats:
-        for line in stat.lines():
-            print(line, file=sys.stderr)
-    if len(stats) > 1:
-        frames, seconds = sum(s.frames for s in stats), sum(s.seconds for s in stats)
-        print(f"total: {frames} frames from {len(stats)} inputs, "
-              f"{frames / max(seconds, 1e-9):.1f} fps", file=sys.stderr)
+    _summary(stats)
     if sinks is not None and args.plot and sinks.timeline:
         from ..estimator import to_frame
         from ..timeline import plot_timeline
@@ -258,6 +266,15 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     for failure in failures:
         print(f"emotion-estimator: error: {failure}", file=sys.stderr)
-    if failures and not status:
-        status = EXIT_INPUT
-    return status
+    return status or (EXIT_INPUT if failures else 0)
+
+
+def _summary(stats: list[SourceStats]) -> None:
+    """Frames, share of frames per label per face, and fps, on stderr."""
+    for stat in stats:
+        for line in stat.lines():
+            print(line, file=sys.stderr)
+    if len(stats) > 1:
+        frames, seconds = sum(s.frames for s in stats), sum(s.seconds for s in stats)
+        print(f"total: {frames} frames from {len(stats)} inputs, "
+              f"{frames / max(seconds, 1e-9):.1f} fps", file=sys.stderr)
