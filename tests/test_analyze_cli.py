@@ -139,7 +139,7 @@ def test_truncated_video_gives_rows_then_a_warning(tmp_path, capsys, landmarker_
 @pytest.mark.parametrize("case", ["missing", "text_as_mp4", "corrupt_image", "no_output_dir",
                                   "no_annotate_dir", "annotate_suffix", "not_onnx",
                                   "wrong_width", "no_input", "parquet_stdout",
-                                  "plot_without_matplotlib"])
+                                  "plot_without_matplotlib", "smoothing_param"])
 def test_bad_input_gives_one_line_and_exit_2(case, tmp_path, capsys, monkeypatch, tiny_model):
     text = tmp_path / "notes.mp4"
     text.write_text("hello")
@@ -167,6 +167,8 @@ def test_bad_input_gives_one_line_and_exit_2(case, tmp_path, capsys, monkeypatch
         "parquet_stdout": ([str(text), *model, "-f", "parquet"], "parquet"),
         "plot_without_matplotlib": ([str(text), "--plot", str(tmp_path / "t.png")],
                                     "matplotlib"),
+        "smoothing_param": ([str(text), *model, "--smoothing", "hmm", "--smoothing-param",
+                             "hold_s=0.2"], "--smoothing-param: hmm filter"),
     }[case]
     code, err = run(capsys, *args)
     assert code == 2

@@ -25,7 +25,7 @@ from .video import Frame, FrameSource, ImageSource, open_source, read_image
 if TYPE_CHECKING:
     import pandas as pd
 
-STILL_EXTRA_FACES = 2  # stills: detections asked beyond max_faces (see _still_faces)
+STILL_EXTRA_FACES = 2  # stills: detections asked beyond max_faces (see largest_faces)
 
 
 class Classifier(Protocol):
@@ -79,6 +79,17 @@ class FrameResult:
                 row.update(zip(BLENDSHAPE_NAMES, face.scores.tolist(), strict=True))
             rows.append(row)
         return rows
+
+
+def largest_faces(faces: list[Face], max_faces: int) -> list[Face]:
+    """The ``max_faces`` largest faces, left to right (for stills).
+
+    MediaPipe keeps its top ``num_faces`` detections before the landmark model rejects the
+    weak ones, so asking it for exactly one face can return none on a group photo: ask for
+    ``max_faces + STILL_EXTRA_FACES`` and keep the largest here.
+    """
+    faces = sorted(faces, key=lambda f: -f.box[2] * f.box[3])[:max_faces]
+    return sorted(faces, key=lambda f: f.box[0])
 
 
 def load_classifier(model: str | os.PathLike | Classifier | None) -> Classifier:
@@ -163,7 +174,7 @@ class EmotionEstimator:
     def landmarker(self, mode: str = "video") -> FaceLandmarker:
         """A new MediaPipe landmarker configured like this estimator.
 
-        On stills it may return a few more faces than ``max_faces`` (see :meth:`_still_faces`).
+        On stills it may return a few more faces than ``max_faces`` (see :func:`largest_faces`).
         """
         extra = STILL_EXTRA_FACES if mode == "image" else 0
         return FaceLandmarker(self._landmarker_path, mode=mode,
@@ -171,13 +182,7 @@ class EmotionEstimator:
                               min_detection_confidence=self._confidence)
 
     def _still_faces(self, landmarker: FaceLandmarker, image: np.ndarray) -> list[Face]:
-        """The ``max_faces`` largest faces of a still, left to right.
-
-        MediaPipe keeps its top ``num_faces`` detections before the landmark model rejects
-        the weak ones, so asking for exactly one face can return none on a group photo.
-        """
-        faces = sorted(landmarker.detect(image), key=lambda f: -f.box[2] * f.box[3])
-        return sorted(faces[: self.max_faces], key=lambda f: f.box[0])
+        return largest_faces(landmarker.detect(image), self.max_faces)
 
     def analyzer(self, smoothing: str | None = None) -> FrameAnalyzer:
         """A fresh per-stream state (ids from 0, empty filters)."""

@@ -35,6 +35,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="ONNX", help="classifier (default: the shipped model)")
     p.add_argument("--smoothing", choices=SMOOTHING, default="ema",
                    help="temporal filter per face on video (default: ema)")
+    p.add_argument("--smoothing-param", action="append", default=[], metavar="NAME=VALUE",
+                   help="filter parameter in seconds, repeatable: ema time_constant_s, margin, "
+                        "hold_s; hmm dwell_s, evidence_s, min_belief")
     p.add_argument("--forget-after", type=float, default=1.0, metavar="S",
                    help="seconds a face may be missing before its id and filter reset (1.0)")
     p.add_argument("--max-faces", type=int, default=1, metavar="N", help="faces per frame (1)")
@@ -172,9 +175,19 @@ def _estimator(args: argparse.Namespace) -> Any:
     from ..errors import InputError
     from ..estimator import EmotionEstimator
 
+    params = {}
+    for item in args.smoothing_param:
+        name, _, value = item.partition("=")
+        try:
+            params[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--smoothing-param wants NAME=NUMBER, not {item!r}") from None
     try:
         return EmotionEstimator(args.model, max_faces=args.max_faces, smoothing=args.smoothing,
-                                forget_s=args.forget_after, landmarker=args.landmarker)
+                                smoothing_params=params, forget_s=args.forget_after,
+                                landmarker=args.landmarker)
+    except TypeError as exc:  # a parameter the chosen filter does not take
+        raise InputError(f"--smoothing-param: {args.smoothing} filter: {exc}") from exc
     except (ValueError, OSError) as exc:
         raise InputError(str(exc)) from exc
 
