@@ -145,6 +145,11 @@ class EmotionEstimator:
     ``smoothing``: ``"ema"``, ``"hmm"`` or ``"none"`` with ``smoothing_params`` in seconds (see
     :mod:`emotion_estimator.temporal`); ``forget_s``: how long a face may be missing before
     its id and filter state are dropped.
+
+    >>> est = EmotionEstimator(smoothing="ema")
+    >>> for result in est.stream(0):  # camera 0; or a video path, or a FrameSource
+    ...     for face in result.faces:
+    ...         print(result.timestamp_s, face.face_id, face.label, face.probabilities)
     """
 
     def __init__(self, model: str | os.PathLike | Classifier | None = None, max_faces: int = 1,
