@@ -73,17 +73,21 @@ def predict_or_unknown(proba_fn, x: np.ndarray) -> np.ndarray:
     return pred
 
 
-def train_baselines(table: pd.DataFrame, preprocess: str, columns: list[int],
-                    csv: Path) -> dict:
-    """Logistic regression and gradient boosting (plain, and with balanced class weights) on
-    the train rows (augmented copies included), default hyper-parameters."""
+def train_baselines(table: pd.DataFrame, preprocess: list[str], augmented: bool,
+                    columns: list[int], csv: Path) -> dict:
+    """Logistic regression and gradient boosting (scikit-learn defaults) on the rows the
+    classifier was trained on: train split, its preprocess variants, augmented copies if it
+    used them. Returns ``{name: (model, n_train, fit_seconds)}``."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    rows = table[table["preprocess"] == preprocess]
-    rows = rows[rows["split"] == "train"] if "split" in rows.columns else rows.iloc[:0]
+    if "split" not in table.columns:
+        return {}
+    rows = table[(table["split"] == "train") & table["preprocess"].isin(preprocess)]
+    if not augmented:
+        rows = rows[~rows["augmented"].astype(bool)]
     x = rows[list(BLENDSHAPE_NAMES)].to_numpy(np.float32)
     keep = np.isfinite(x).all(axis=1)
     rows, x = rows[keep], x[keep][:, columns]
@@ -97,8 +101,6 @@ def train_baselines(table: pd.DataFrame, preprocess: str, columns: list[int],
     models = {
         "logistic regression": make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
         "gradient boosting": HistGradientBoostingClassifier(random_state=0),
-        "gradient boosting, balanced": HistGradientBoostingClassifier(
-            class_weight="balanced", random_state=0),
     }
     out = {}
     for name, model in models.items():
@@ -151,18 +153,19 @@ def evaluate(args: argparse.Namespace) -> dict:
     tag = "" if clf.trained else " [UNTRAINED placeholder]"
     features = args.features if args.features else DATASET
     table = read_features(features)
-    preprocesses = args.preprocess or sorted(table["preprocess"].unique())
-    for pre in preprocesses:
+    available = sorted(table["preprocess"].unique())
+    trained_on = clf.metadata.get("training", {}).get("preprocess") or available
+    augmented = bool(clf.metadata.get("training", {}).get("augmented", True))
+    baselines = {} if args.skip_baselines else train_baselines(
+        table, [p for p in trained_on if p in available], augmented, columns, args.csv)
+    for pre in args.preprocess or available:
         x = test_matrix(table, ids, pre)
         found = np.isfinite(x).all(axis=1)
         face = {"face_found": float(found.mean()), "preprocess": pre}
         pred = predict_or_unknown(clf.predict_proba, x)
         add(f"emotion-estimator LSTM ({pre}){tag}", pred, kind="ours", **face,
             detected_only=benchlib.metrics(y[found], pred[found]))
-        if args.skip_baselines:
-            continue
-        for name, (model, n_train, fit_s) in train_baselines(
-                table, pre, columns, args.csv).items():
+        for name, (model, n_train, fit_s) in baselines.items():
             pred = predict_or_unknown(lambda v, m=model: m.predict_proba(v[:, columns]), x)
             add(f"{name} on blendshapes ({pre})", pred, kind="baseline", n_train=n_train,
                 fit_s=fit_s, **face, detected_only=benchlib.metrics(y[found], pred[found]))

@@ -225,17 +225,20 @@ def plot_speed(report: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     video = report["video"]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (a, c, b) = plt.subplots(1, 3, figsize=(14, 3.8))
     pos = np.arange(len(video))
-    for k, (tool, label) in enumerate((("emotion-estimator", "emotion-estimator"),
-                                       ("fer", "fer"))):
-        vals = [row[tool]["fps_median"] for row in video.values()]
-        bars = a.bar(pos + (k - 0.5) * 0.38, vals, 0.38, label=label)
-        a.bar_label(bars, fmt="%.1f", fontsize=8)
-    a.set_xticks(pos, list(video), fontsize=8)
-    a.set_ylabel("frames per second (median)")
-    a.set_title("video, end to end", fontsize=9)
-    a.legend(fontsize=8)
+    for ax, key, ylabel, title in (
+            (a, "fps_median", "frames per second (median)", "video, end to end (higher is better)"),
+            (c, "cpu_ms_per_frame_median", "CPU ms per frame (median)",
+             "CPU time per frame (lower is better)")):
+        for k, tool in enumerate(("emotion-estimator", "fer")):
+            vals = [row[tool][key] for row in video.values()]
+            bars = ax.bar(pos + (k - 0.5) * 0.38, vals, 0.38, label=tool)
+            ax.bar_label(bars, fmt="%.1f", fontsize=8)
+        ax.set_xticks(pos, list(video), fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=8)
     lat = report["latency"]
     names = ["ours ONNX", "fer TFLite (default)", "fer Keras tf.function", "fer Keras eager"]
     vals = [lat["ours"]["onnx"]["median_ms"], lat["fer"]["tflite"]["median_ms"],

@@ -55,4 +55,6 @@ def run(args: argparse.Namespace) -> int:
         code = subprocess.call([sys.executable, str(root / SCRIPTS[name]), *args.options])
         if code:
             return code
+    if args.which == "all":  # both result sets are fresh: the summary table
+        return subprocess.call([sys.executable, str(root / "headline.py")])
     return 0
