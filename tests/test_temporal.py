@@ -133,3 +133,16 @@ def test_tracker_gives_a_new_face_elsewhere_a_new_id():
     ids, _ = tracker.update([(2.0, 1.0, 50.0, 50.0), (300.0, 300.0, 50.0, 50.0)], 0.04)
     assert ids == [0, 1]
     assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+
+
+@pytest.mark.parametrize("kind", ["ema", "hmm"])
+def test_label_leaves_a_class_when_two_others_share_the_evidence(kind):
+    """Happy, then a neutral face the classifier splits between sad and unknown: the label
+    must drop happy (a rule like "switch once one class is sure" would stay happy)."""
+    f = make_filter(kind, 3)
+    for i in range(60):
+        f.update(np.array([0.9, 0.05, 0.05]), i / 30)
+    split = [np.array([0.04, 0.5, 0.46]), np.array([0.04, 0.46, 0.5])]
+    labels = [f.update(split[i % 2], 2 + i / 30)[1] for i in range(30)]
+    assert labels.index(next(lab for lab in labels if lab != 0)) <= 9  # within 0.3 s
+    assert 0 not in labels[10:]
