@@ -125,7 +125,7 @@ def ours_info(model: str | None) -> dict:
     return {"file_bytes": {clf.path.name: clf.path.stat().st_size,
                            "face_landmarker.task": landmarker_path().stat().st_size},
             "parameters": params, "inputs": len(clf.blendshapes), "trained": clf.trained,
-            "model": str(clf.path)}
+            "model": str(clf.path), "installed": benchlib.installed_mb("emotion-estimator")}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -210,6 +210,13 @@ def write_report(report: dict, out: Path) -> None:
         f"{lat_o['predict_proba']['median_ms']:.3f} ms median. fer's input is a 64x64 grey "
         f"crop, ours {ours['inputs']} blendshape scores (MediaPipe's landmarker, which yields "
         f"them, is in the video numbers).\n",
+        "\n## Installed size (the package and its runtime dependencies, no extras)\n\n",
+        benchlib.markdown_table(
+            ["tool", "MiB on disk", "packages", "largest"],
+            [[name, f"{i['total_mb']:.0f}", str(i["packages"]),
+              ", ".join(f"{k} {v:.0f}" for k, v in i["largest"][:3])]
+             for name, i in (("emotion-estimator", ours["installed"]),
+                             ("fer (tensorflow-cpu)", fer["installed"]))], align="lrrl"),
     ]
     if not ours["trained"]:
         text.append("\n**Our model here is the untrained placeholder** (same graph and size as "

@@ -173,3 +173,34 @@ def save_png(fig, path: Path, dpi: int = 110) -> None:
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     write_atomic(path, buf.getvalue())
+
+
+def installed_mb(root: str, aliases: dict[str, str] | None = None) -> dict:
+    """Disk size of an installed distribution and its transitive runtime dependencies (no
+    extras; those not installed are skipped; ``aliases`` maps a required name to the installed
+    one, e.g. tensorflow -> tensorflow-cpu): ``{"total_mb", "packages", "largest"}``."""
+    import importlib.metadata as md
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen: dict[str, float] = {}
+    todo = [root]
+    while todo:
+        name = canonicalize_name(todo.pop())
+        name = (aliases or {}).get(name, name)
+        if name in seen:
+            continue
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            continue
+        files = [dist.locate_file(f) for f in dist.files or ()]
+        seen[name] = sum(Path(f).stat().st_size for f in files if Path(f).is_file()) / 2**20
+        for spec in dist.requires or ():
+            req = Requirement(spec)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return {"total_mb": round(sum(seen.values()), 1), "packages": len(seen),
+            "largest": sorted(((k, round(v, 1)) for k, v in seen.items()),
+                              key=lambda kv: -kv[1])[:5]}

@@ -62,6 +62,9 @@ def headline(acc: dict, speed: dict) -> str:
         ["classifier parameters", f"{info['ours']['parameters']:,}",
          f"{info['fer']['parameters']:,}", "same as fer"],
         ["peak RSS on video", rss("emotion-estimator"), rss("fer"), "same as fer"],
+        ["installed size with runtime dependencies",
+         f"{info['ours']['installed']['total_mb']:.0f} MiB",
+         f"{info['fer']['installed']['total_mb']:.0f} MiB", "same as fer"],
     ]
     header = ["", "emotion-estimator", "fer 25.10.3 (default use)", "fer CNN, tight crop"]
     note = ("" if acc.get("model_trained", True)

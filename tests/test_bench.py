@@ -143,3 +143,14 @@ def test_cli_bench_reports_missing_input_in_one_line(tmp_path, capfd):
     err = capfd.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and "FER2013 not found" in err[0]
+
+
+def test_installed_size_follows_dependencies_and_aliases():
+    pluggy = benchlib.installed_mb("pluggy")
+    pytest_total = benchlib.installed_mb("pytest")  # pytest requires pluggy
+    assert pluggy["packages"] == 1 and pluggy["total_mb"] > 0
+    assert pytest_total["packages"] > pluggy["packages"]
+    assert pytest_total["total_mb"] > pluggy["total_mb"]
+    assert benchlib.installed_mb("no-such-dist-xyz")["packages"] == 0
+    aliased = benchlib.installed_mb("no-such-dist-xyz", {"no-such-dist-xyz": "pluggy"})
+    assert aliased["total_mb"] == pluggy["total_mb"]

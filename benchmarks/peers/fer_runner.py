@@ -188,7 +188,8 @@ def cmd_info(args: argparse.Namespace) -> dict:
              ("emotion_model.hdf5", "emotion_model_quantized.tflite",
               "haarcascade_frontalface_default.xml")}
     return {"versions": versions, "file_bytes": files, "parameters": int(model.count_params()),
-            "input_shape": list(model.input_shape[1:])}
+            "input_shape": list(model.input_shape[1:]),
+            "installed": benchlib.installed_mb("fer", {"tensorflow": "tensorflow-cpu"})}
 
 
 def main(argv: list[str] | None = None) -> int:
