@@ -173,3 +173,21 @@ def test_bad_input_gives_one_line_and_exit_2(case, tmp_path, capsys, monkeypatch
     code, err = run(capsys, *args)
     assert code == 2
     assert_one_line_error(err, fragment)
+
+
+def test_show_window_quits_on_q_and_keeps_the_output(monkeypatch, tmp_path, capsys,
+                                                     landmarker_model, tiny_model):
+    keys = iter([-1, -1, ord("q")])
+    shown = []
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(cv2, "imshow", lambda name, image: shown.append(image.shape))
+    monkeypatch.setattr(cv2, "waitKey", lambda delay: next(keys))
+    monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
+    monkeypatch.setattr("emotion_estimator.video.open_source",
+                        lambda _: FakeCamera(100, SourceError("not reached")))
+    out = tmp_path / "rows.jsonl"
+    code, err = run(capsys, "--camera", "7", "--show", "--model", str(tiny_model),
+                    "-o", str(out))
+    assert code == 0, err
+    assert shown == [(48, 64, 3)] * 3
+    assert len(out.read_text().splitlines()) == 3
