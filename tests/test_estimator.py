@@ -193,3 +193,28 @@ def test_frame_analyzer_without_classifier_only_tracks():
     (row,) = analyze(Frame(1, 0.04, image), [fake_face(12, 0.5)]).rows(blendshapes=True)
     assert row["face_id"] == 0 and "label" not in row and "p_happy" not in row
     assert row["mouthSmileLeft"] == pytest.approx(0.5)
+
+
+def test_people_in_a_panning_video_keep_their_ids(estimator, media):
+    """The group photo as a 15-frame video panning 6 px a frame: each face keeps its id
+    (whatever order MediaPipe lists them in, and across frames it is missed in)."""
+    import cv2
+
+    from emotion_estimator.video import Frame, FrameSource
+
+    photo = cv2.imread(str(media / "multi_face.jpg"))
+
+    class Pan(FrameSource):
+        def __iter__(self):
+            for i in range(15):
+                yield Frame(i, i / 30, np.ascontiguousarray(photo[:, 6 * i: 6 * i + 880]))
+
+    seen: dict[int, list[tuple[int, float]]] = {}
+    for r in estimator.stream(Pan()):
+        assert len(r.faces) >= 2 and len({f.face_id for f in r.faces}) == len(r.faces)
+        for f in r.faces:
+            seen.setdefault(f.face_id, []).append((r.frame, f.box[0]))
+    assert 2 <= len(seen) <= 4  # the same few people, no id churn
+    for track in seen.values():  # one id = one face: its box moves with the pan
+        for (f0, x0), (f1, x1) in zip(track, track[1:], strict=False):
+            assert x1 - x0 == pytest.approx(-6 * (f1 - f0), abs=10)
