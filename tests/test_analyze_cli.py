@@ -191,3 +191,32 @@ def test_show_window_quits_on_q_and_keeps_the_output(monkeypatch, tmp_path, caps
     assert code == 0, err
     assert shown == [(48, 64, 3)] * 3
     assert len(out.read_text().splitlines()) == 3
+
+
+def test_annotate_draws_faces_and_marks_frames_without_one():
+    from emotion_estimator.estimator import FaceResult, FrameResult
+    from emotion_estimator.render import annotate, class_color
+
+    classes = ("happy", "sad", "unknown")
+    blank = np.zeros((240, 320, 3), np.uint8)
+    marked = annotate(blank, FrameResult(0, 0.0, []), classes)
+    assert marked[:20, :60].any() and not marked[60:].any()  # a mark in the corner only
+    assert not blank.any()  # the input is not drawn on
+    face = FaceResult(3, (100.0, 60.0, 80.0, 100.0), "sad",
+                      {"happy": 0.1, "sad": 0.7, "unknown": 0.2}, {}, np.zeros(52))
+    drawn = annotate(blank, FrameResult(0, 0.0, [face]), classes)
+    assert tuple(drawn[110, 100]) == class_color("sad", classes)  # the box's left edge
+    assert not drawn[100:150, 110:170].any()  # the face itself stays visible
+
+
+def test_video_writer_publishes_only_on_close(tmp_path):
+    from emotion_estimator.render import VideoWriter
+
+    out = tmp_path / "clip.mp4"
+    with VideoWriter(out, fps=10) as writer:
+        for i in range(5):
+            writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+        assert not out.exists()
+    assert cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT) == 5
+    VideoWriter(tmp_path / "empty.mp4", fps=10).close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]  # no temp files left
