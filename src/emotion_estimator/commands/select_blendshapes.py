@@ -27,8 +27,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from ..atomic import atomic_path, write_text
     from ..errors import InputError
-    from ..training.atomic import atomic_path, write_text
     from ..training.select import (
         PAPER_NAMES,
         load_train_rows,

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..atomic import write_parquet
 from ..blendshapes import BLENDSHAPE_NAMES
-from .atomic import write_parquet
 from .augment import Preprocess, apply_aug, aug_params
 
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..atomic import write_parquet, write_text
 from ..blendshapes import BLENDSHAPE_NAMES
 from ..errors import InputError
 from . import report as report_mod
-from .atomic import write_parquet, write_text
 from .augment import Preprocess
 from .caps import apply_caps, class_map, parse_caps
 from .extract import ExtractConfig, extract, make_chunks
