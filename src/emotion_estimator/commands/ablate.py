@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-VARIANT_HELP = "base, all 52 blendshapes, dense, mse loss, focal loss, no class weights"
+VARIANT_HELP = (
+    "base, paper's 27 blendshapes, all 52 blendshapes, dense, mse loss, focal loss, "
+    "no class weights"
+)
 
 
 def configure(p: argparse.ArgumentParser) -> None:

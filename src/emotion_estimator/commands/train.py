@@ -9,9 +9,10 @@ from pathlib import Path
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """Data, model and optimiser options shared by train, tune and ablate."""
     d = p.add_argument_group("data")
-    d.add_argument("--blendshapes", default="paper27",
-                   help="paper27 | all | rule (score>0.4 in >100 train images) | selection JSON "
-                        "| comma-separated names (default: paper27)")
+    d.add_argument("--blendshapes", default="rule",
+                   help="rule (the paper's rule on this train split: score > 0.4 in > 100 "
+                        "images) | paper27 | all | selection JSON | comma-separated names "
+                        "(default: rule)")
     d.add_argument("--preprocess", default="raw,pad",
                    help="preprocess variants to train/validate on (default: raw,pad)")
     d.add_argument("--no-augmented", dest="augmented", action="store_false",
@@ -29,15 +30,16 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="unweighted loss (default: balanced class weights)")
     o.add_argument("--smoothing", type=float, default=0.0, help="label smoothing (cce)")
     o.add_argument("--gamma", type=float, default=2.0, help="focal loss gamma")
-    o.add_argument("--lr", type=float, default=3e-3)
+    o.add_argument("--lr", type=float, default=1e-3)
     o.add_argument("--weight-decay", type=float, default=1e-4)
     o.add_argument("--batch-size", type=int, default=128)
     o.add_argument("--epochs", type=int, default=60)
     o.add_argument("--patience", type=int, default=10, help="early-stopping patience (epochs)")
     o.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                    help="skip temperature calibration on the validation split")
-    o.add_argument("--balance", action="store_true",
-                   help="fit per-class logit offsets on the validation split for macro F1")
+    o.add_argument("--offsets", choices=["none", "f1", "acc+f1"], default="acc+f1",
+                   help="per-class logit offsets fitted on the validation split to maximise "
+                        "macro F1 or accuracy + macro F1 (default: acc+f1)")
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
 
@@ -65,7 +67,7 @@ def config_from_args(args: argparse.Namespace):
         class_weights=args.class_weights, smoothing=args.smoothing, gamma=args.gamma,
         lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
         epochs=args.epochs, patience=args.patience, calibrate=args.calibrate,
-        balance=args.balance, seed=args.seed, threads=args.threads,
+        offsets=args.offsets, seed=args.seed, threads=args.threads,
     )
 
 

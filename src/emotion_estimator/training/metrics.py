@@ -51,27 +51,49 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     return best_t
 
 
-def fit_offsets(
-    logits: np.ndarray, y: np.ndarray, span: float = 2.0, steps: int = 41
-) -> np.ndarray:
-    """Per-class logit offsets maximising macro F1 (coordinate search; last class fixed at 0)."""
-    from sklearn.metrics import f1_score
+OFFSET_OBJECTIVES = ("f1", "acc+f1")
 
+
+def accuracy_and_macro_f1(y: np.ndarray, pred: np.ndarray, k: int) -> tuple[float, float]:
+    """Both from one confusion matrix (fast enough for grid searches)."""
+    cm = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+    tp = np.diag(cm).astype(float)
+    f1 = 2 * tp / np.maximum(cm.sum(0) + cm.sum(1), 1)
+    return float(tp.sum() / max(len(y), 1)), float(f1.mean())
+
+
+def fit_offsets(
+    logits: np.ndarray, y: np.ndarray, objective: str = "f1", span: float = 2.0,
+    steps: int = 41,
+) -> np.ndarray:
+    """Per-class logit offsets maximising ``f1`` (macro F1) or ``acc+f1`` on held-out data.
+
+    The last class stays at 0; a full grid for three classes, coordinate search beyond.
+    """
+    if objective not in OFFSET_OBJECTIVES:
+        raise ValueError(f"objective must be one of {OFFSET_OBJECTIVES}")
     k = logits.shape[1]
-    offsets = np.zeros(k)
     grid = np.linspace(-span, span, steps)
 
     def score(b: np.ndarray) -> float:
-        return f1_score(y, (logits + b).argmax(1), average="macro", labels=np.arange(k))
+        acc, f1 = accuracy_and_macro_f1(y, (logits + b).argmax(1), k)
+        return f1 if objective == "f1" else acc + f1
 
-    best = score(offsets)
+    if k == 3:
+        trials = [np.array([a, b, 0.0]) for a in grid for b in grid]
+        scores = [score(t) for t in trials]
+        best = float(max(scores))
+        # ties: the offsets closest to zero (the least change to the model)
+        return min((t for t, s in zip(trials, scores, strict=True) if s >= best - 1e-12),
+                   key=lambda t: float(np.abs(t).sum()))
+    offsets, best = np.zeros(k), score(np.zeros(k))
     for _ in range(3):
         for c in range(k - 1):
             for v in grid:
                 trial = offsets.copy()
                 trial[c] = v
                 s = score(trial)
-                if s > best + 1e-9:
+                if s > best + 1e-12:
                     best, offsets = s, trial
     return offsets
 

@@ -45,7 +45,7 @@ class TrainConfig:
     """All knobs of one training run (stored in the checkpoint and the exported JSON)."""
 
     dataset: str = ""
-    blendshapes: str = "paper27"  # paper27 | all | rule | JSON file | comma-separated names
+    blendshapes: str = "rule"  # rule | paper27 | all | JSON file | comma-separated names
     preprocess: tuple[str, ...] = ("raw", "pad")  # rows used for train and val
     augmented: bool = True  # use augmented train rows
     kind: str = "lstm"
@@ -57,14 +57,14 @@ class TrainConfig:
     class_weights: bool = True
     smoothing: float = 0.0
     gamma: float = 2.0
-    lr: float = 3e-3
+    lr: float = 1e-3
     weight_decay: float = 1e-4
     batch_size: int = 128
     epochs: int = 60
     patience: int = 10
     clip_norm: float = 1.0
     calibrate: bool = True
-    balance: bool = False  # fit per-class logit offsets on val for macro F1
+    offsets: str = "acc+f1"  # none | f1 | acc+f1: per-class logit offsets fitted on val
     seed: int = 0
     threads: int = 1
     classes: tuple[str, ...] = CLASSES
@@ -104,7 +104,9 @@ def prepare(config: TrainConfig, frame: pd.DataFrame | None = None) -> Prepared:
         raise InputError(
             f"dataset has no detected train/val rows for preprocess {list(config.preprocess)}"
         )
-    names = resolve_blendshapes(config.blendshapes, train_rows)
+    # the selection rule counts original images once: first preprocess, no augmented copies
+    originals = select_rows(frame, "train", config.preprocess[:1], augmented=False)
+    names = resolve_blendshapes(config.blendshapes, originals)
     train = to_split(train_rows, names, config.classes)
     val = to_split(val_rows, names, config.classes)
     mean, std = fit_standardizer(train.x)
@@ -207,8 +209,8 @@ def train(
     model.load_state_dict(best_state)
     logits = logits_of(model, xv).numpy()
     temperature = fit_temperature(logits, data.val.y) if config.calibrate else 1.0
-    offsets = fit_offsets(logits / temperature, data.val.y) if config.balance \
-        else np.zeros(n_classes)
+    offsets = np.zeros(n_classes) if config.offsets == "none" \
+        else fit_offsets(logits / temperature, data.val.y, config.offsets)
     proba = softmax(logits / temperature + offsets)
     val_metrics = classification_metrics(data.val.y, proba.argmax(1), config.classes, proba)
     seconds = time.perf_counter() - started
