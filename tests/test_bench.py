@@ -154,3 +154,28 @@ def test_installed_size_follows_dependencies_and_aliases():
     assert benchlib.installed_mb("no-such-dist-xyz")["packages"] == 0
     aliased = benchlib.installed_mb("no-such-dist-xyz", {"no-such-dist-xyz": "pluggy"})
     assert aliased["total_mb"] == pluggy["total_mb"]
+
+
+def test_headline_picks_raw_row_and_fer_variants():
+    import headline
+
+    def row(method, kind, acc, **extra):
+        return {"method": method, "kind": kind, "accuracy": acc, "macro_f1": acc - 0.1, **extra}
+
+    acc = {"command": "a", "created": "t", "model": "/m/x.onnx", "model_trained": True,
+           "results": [row("ours pad", "ours", 0.9, preprocess="pad", face_found=0.9),
+                       row("ours raw", "ours", 0.7, preprocess="raw", face_found=0.8),
+                       row("fer, summed fold", "fer", 0.1, variant="tflite:api"),
+                       row("fer", "fer", 0.6, variant="tflite:api"),
+                       row("fer tight", "fer", 0.8, variant="tflite:tight")]}
+    video = {"fps_median": 30.0, "cpu_ms_per_frame_median": 10.0, "peak_rss_mb": 300.0}
+    speed = {"machine": "m", "command": "s", "created": "t", "reps": 3,
+             "video": {"a.mp4": {"emotion-estimator": video, "fer": video,
+                                 "ratio_median_fps": 1.0, "ratio_cpu": 1.0}},
+             "latency": {"ours": {"onnx": {"median_ms": 0.04}},
+                         "fer": {"tflite": {"median_ms": 0.4}}},
+             "info": {t: {"parameters": 1, "installed": {"total_mb": 1.0}}
+                      for t in ("ours", "fer")}}
+    text = headline.headline(acc, speed)
+    assert "| FER2013 PrivateTest accuracy, 3 classes | 0.700 | 0.600 (0.800 tight crop) |" in text
+    assert "(raw)" in text and "20.0% of the images" in text
