@@ -46,7 +46,10 @@ def private_test_labels(csv: Path) -> pd.DataFrame:
 
 def read_features(path: Path) -> pd.DataFrame:
     """The blendshape table, un-augmented rows only for evaluation, with a ``preprocess``."""
-    table = pd.read_parquet(path)
+    try:
+        table = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        benchlib.fail(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})")
     missing = [c for c in ("image_id", *BLENDSHAPE_NAMES) if c not in table.columns]
     if missing:
         benchlib.fail(f"{path}: not a blendshape table (missing {missing[:3]})")
@@ -291,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if not args.csv.is_file():
         benchlib.fail(f"FER2013 not found: {args.csv}")
+    features = args.features or DATASET
+    if not features.is_file():
+        benchlib.fail(f"blendshape dataset not found: {features} (run 'emotion-estimator "
+                      "prepare' or pass --features)")
     report = evaluate(args)
     write_report(report, args.out)
     print(json.dumps({r["method"]: round(r["accuracy"], 4) for r in report["results"]}))
@@ -298,4 +305,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(benchlib.guarded(main))

@@ -38,6 +38,19 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise SystemExit(code)
 
 
+def guarded(main):
+    """Run ``main()`` so that errors end in one line, never a traceback: the project's
+    ``InputError`` and missing files exit 2, anything else 1."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except Exception as exc:  # noqa: BLE001 - one line for the user, as the CLI promises
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        user = type(exc).__name__ in ("InputError", "FileNotFoundError")
+        fail(text if user else f"{type(exc).__name__}: {text}", 2 if user else 1)
+
+
 def last_line(text: str) -> str:
     """The last non-empty line of a child's stderr (the exception, for a Python traceback)."""
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]

@@ -179,3 +179,16 @@ def test_headline_picks_raw_row_and_fer_variants():
     text = headline.headline(acc, speed)
     assert "| FER2013 PrivateTest accuracy, 3 classes | 0.700 | 0.600 (0.800 tight crop) |" in text
     assert "(raw)" in text and "20.0% of the images" in text
+
+
+@pytest.mark.parametrize(("error", "code"), [(FileNotFoundError("x.csv"), 2),
+                                             (RuntimeError("boom\nmore"), 1)])
+def test_guarded_turns_errors_into_one_line(error, code, capsys):
+    def main():
+        raise error
+
+    with pytest.raises(SystemExit) as exit_info:
+        benchlib.guarded(main)
+    assert exit_info.value.code == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error:" in err[0] and "more" not in err[0]
