@@ -1,10 +1,10 @@
 """Speed and footprint: emotion-estimator vs ``fer`` on the shared clips, and classifier latency.
 
-Video: each run is a fresh subprocess (the two tools live in different venvs), run alternately
-ours, fer, ours, fer... per clip so machine drift hits both alike. A run loads its models,
-warms up once, then times the whole clip end to end (decode, face detection, classification,
-per-frame results); the headline is the ratio of median frames per second. Classifier latency:
-one face, batch 1, one thread, after warm-up.
+Video: each run is a fresh subprocess (the two tools live in different venvs); per clip the
+runs alternate ours, fer, fer, ours, ... (the pair's order flips every rep) so machine drift
+hits both alike. A run loads its models, warms up once, then times the whole clip end to end
+(decode, face detection, classification, per-frame results); the headline is the ratio of
+median frames per second. Classifier latency: one face, batch 1, one thread, after warm-up.
 
     .venv/bin/python benchmarks/bench_speed.py                 # results/speed.{md,json,png}
     .venv/bin/python benchmarks/bench_speed.py --reps 5 --clips /work/shared/media/single_face.mp4
@@ -76,8 +76,9 @@ def video_runs(clips: list[Path], reps: int, model: str | None, fer_mode: str) -
     runs = []
     for rep in range(reps):
         for clip in clips:
-            for tool, cmd in (("ours", ours_cmd(clip, model)),
-                              ("fer", fer_cmd("video", str(clip), "--mode", fer_mode))):
+            pair = [("ours", ours_cmd(clip, model)),
+                    ("fer", fer_cmd("video", str(clip), "--mode", fer_mode))]
+            for tool, cmd in pair if rep % 2 == 0 else pair[::-1]:  # ABBA: no order bias
                 result = run_json(cmd) | {"rep": rep}
                 runs.append(result)
                 print(f"rep {rep} {tool:4s} {clip.name:18s} {result['fps']:7.2f} fps  "
@@ -188,7 +189,7 @@ def write_report(report: dict, out: Path) -> None:
     text = [
         "# Speed and footprint: emotion-estimator vs fer\n\n",
         f"Generated {report['created']} by `{report['command']}` on {report['machine']}. "
-        f"{report['reps']} alternating runs per clip (ours, fer, ours, fer...), each a fresh "
+        f"{report['reps']} alternating runs per clip (ours, fer, fer, ours, ...), each a fresh "
         f"process; fer runs its fastest pipeline (`FER.detect_emotions` per frame, Haar cascade, "
         f"default TFLite model; mode `{report['fer_mode']}`).\n\n",
         "## Video, end to end (decode + face detection + classification)\n\n",
