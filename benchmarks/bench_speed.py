@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--child-video", help=argparse.SUPPRESS)  # one timed run of ours
     p.add_argument("--clips", nargs="*", type=Path, default=CLIPS, help="video files")
-    p.add_argument("--reps", type=int, default=3, help="alternating runs per tool and clip")
+    p.add_argument("--reps", type=int, default=5, help="alternating runs per tool and clip")
     p.add_argument("--model", help="classifier .onnx (default: the shipped one)")
     p.add_argument("--fer-mode", choices=["loop", "video"], default="loop",
                    help="fer per-frame loop (fastest) or its fer.Video.analyze pipeline")
