@@ -34,6 +34,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--weight-decay", type=float, default=1e-4)
     o.add_argument("--batch-size", type=int, default=128)
     o.add_argument("--epochs", type=int, default=60)
+    o.add_argument("--plateau", type=int, default=3,
+                   help="halve the learning rate after N epochs without a better validation "
+                        "loss; 0 = constant rate (default: 3)")
     o.add_argument("--patience", type=int, default=10, help="early-stopping patience (epochs)")
     o.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                    help="skip temperature calibration on the validation split")
@@ -66,7 +69,7 @@ def config_from_args(args: argparse.Namespace):
         dropout=args.dropout, activation=args.activation, loss=args.loss,
         class_weights=args.class_weights, smoothing=args.smoothing, gamma=args.gamma,
         lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
-        epochs=args.epochs, patience=args.patience, calibrate=args.calibrate,
+        epochs=args.epochs, plateau=args.plateau, patience=args.patience, calibrate=args.calibrate,
         offsets=args.offsets, seed=args.seed, threads=args.threads,
     )
 

@@ -46,6 +46,21 @@ def read_dataset(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+def provenance(path: str | Path) -> dict:
+    """What the dataset was built from (its ``report.json`` written by ``prepare``), if known."""
+    path = Path(path)
+    report = (path if path.is_dir() else path.parent) / "report.json"
+    if not report.is_file():
+        return {"dataset": str(path)}
+    try:
+        raw = json.loads(report.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"dataset": str(path)}
+    keys = ("input", "class_map", "caps", "seed", "augment", "preprocess", "versions",
+            "landmarker_sha256", "fingerprint", "rows")
+    return {"dataset": str(path), **{k: raw[k] for k in keys if k in raw}}
+
+
 def read_undetected(dataset: pd.DataFrame) -> pd.DataFrame:
     """Images MediaPipe missed: ``undetected.parquet`` beside the dataset plus NaN rows."""
     nan_rows = dataset[dataset[list(BLENDSHAPE_NAMES)].isna().any(axis=1)]

@@ -69,7 +69,8 @@ def build_metadata(ckpt: Checkpoint, **extra: Any) -> dict[str, Any]:
         "offsets": list(ckpt.offsets) or [0.0] * len(ckpt.classes),
         "model": ckpt.dims.to_dict(),
         "training": ckpt.config,
-        "metrics": ckpt.metrics,
+        "training_data": ckpt.metrics.get("data", {}),
+        "metrics": {k: v for k, v in ckpt.metrics.items() if k != "data"},
     }
     meta.update(extra)
     return meta

@@ -27,6 +27,7 @@ from .data import (
     Split,
     class_weights,
     fit_standardizer,
+    provenance,
     read_dataset,
     resolve_blendshapes,
     select_rows,
@@ -63,6 +64,7 @@ class TrainConfig:
     epochs: int = 60
     patience: int = 10
     clip_norm: float = 1.0
+    plateau: int = 3  # halve the learning rate after this many epochs without improvement; 0 = off
     calibrate: bool = True
     offsets: str = "acc+f1"  # none | f1 | acc+f1: per-class logit offsets fitted on val
     seed: int = 0
@@ -150,6 +152,10 @@ def train(
     optim = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay, amsgrad=True
     )
+    schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optim, factor=0.5, patience=max(config.plateau, 1) - 1, threshold=1e-5,
+        threshold_mode="abs",
+    ) if config.plateau else None
     xt, yt = torch.tensor(data.train.x), torch.tensor(data.train.y)
     xv, yv = torch.tensor(data.val.x), torch.tensor(data.val.y)
     gen = torch.Generator().manual_seed(config.seed)
@@ -160,6 +166,8 @@ def train(
         state = torch.load(out / STATE, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optim.load_state_dict(state["optim"])
+        if schedule is not None and "schedule" in state:
+            schedule.load_state_dict(state["schedule"])
         gen.set_state(state["gen"])
         torch.set_rng_state(state["rng"])
         start, best, best_state, bad, history = (
@@ -187,10 +195,13 @@ def train(
         logits = logits_of(model, xv)
         val_loss = float(loss_fn(logits, yv))
         m = classification_metrics(data.val.y, logits.argmax(1).numpy(), config.classes)
-        row = {"epoch": epoch + 1, "train_loss": total / len(xt), "val_loss": val_loss,
+        row = {"epoch": epoch + 1, "lr": optim.param_groups[0]["lr"],
+               "train_loss": total / len(xt), "val_loss": val_loss,
                "val_accuracy": m["accuracy"], "val_macro_f1": m["macro_f1"],
                "seconds": time.perf_counter() - t0}
         history.append(row)
+        if schedule is not None:
+            schedule.step(val_loss)
         improved = val_loss < best - 1e-5
         if improved:
             best, bad = val_loss, 0
@@ -201,7 +212,8 @@ def train(
             f"val {val_loss:.4f}  acc {m['accuracy']:.4f}  f1 {m['macro_f1']:.4f}  "
             f"{row['seconds']:.1f}s{'  *' if improved else ''}")
         if out is not None:
-            _save_state(out, model, optim, gen, epoch + 1, best, best_state, bad, history)
+            _save_state(out, model, optim, schedule, gen, epoch + 1, best, best_state, bad,
+                        history)
         if on_epoch is not None:
             on_epoch(epoch + 1, row)
 
@@ -226,7 +238,8 @@ def train(
         config=config.to_dict(),
         metrics={"val": val_metrics, "best_val_loss": best, "epochs": len(history),
                  "train_seconds": seconds, "parameters": count_parameters(model),
-                 "train_rows": len(xt), "val_rows": len(xv)},
+                 "train_rows": len(xt), "val_rows": len(xv),
+                 "data": provenance(config.dataset) if config.dataset else {}},
     )
     log(f"best val loss {best:.4f}; temperature {temperature:.3f}; offsets "
         f"{np.round(offsets, 2).tolist()}; val accuracy "
@@ -236,10 +249,14 @@ def train(
     return TrainResult(ckpt, history, seconds)
 
 
-def _save_state(out: Path, model, optim, gen, epoch, best, best_state, bad, history) -> None:
+def _save_state(
+    out: Path, model, optim, schedule, gen, epoch, best, best_state, bad, history
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".{STATE}.tmp"
-    torch.save({"model": model.state_dict(), "optim": optim.state_dict(), "gen": gen.get_state(),
+    torch.save({"model": model.state_dict(), "optim": optim.state_dict(),
+                "schedule": schedule.state_dict() if schedule is not None else {},
+                "gen": gen.get_state(),
                 "rng": torch.get_rng_state(), "epoch": epoch, "best": best,
                 "best_state": best_state, "bad": bad, "history": history}, tmp)
     os.replace(tmp, out / STATE)
