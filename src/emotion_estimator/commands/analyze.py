@@ -36,7 +36,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smoothing", choices=SMOOTHING, default="ema",
                    help="temporal filter per face on video (default: ema)")
     p.add_argument("--smoothing-param", action="append", default=[], metavar="NAME=VALUE",
-                   help="filter parameter in seconds, repeatable: ema time_constant_s, margin, "
+                   help="filter parameter (times in s), repeatable: ema time_constant_s, margin, "
                         "hold_s; hmm dwell_s, evidence_s, margin")
     p.add_argument("--forget-after", type=float, default=1.0, metavar="S",
                    help="seconds a face may be missing before its id and filter reset (1.0)")
