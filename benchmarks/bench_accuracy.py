@@ -154,6 +154,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         benchlib.fail(f"model classes {clf.classes} are not {CLASSES3}")
     columns = [BLENDSHAPE_NAMES.index(n) for n in clf.blendshapes]
     tag = "" if clf.trained else " [UNTRAINED placeholder]"
+    kind = str(clf.metadata.get("model", {}).get("kind", "model"))
+    kind = kind.upper() if kind in ("lstm", "gru") else kind
     features = args.features if args.features else DATASET
     table = read_features(features)
     available = sorted(table["preprocess"].unique())
@@ -166,7 +168,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         found = np.isfinite(x).all(axis=1)
         face = {"face_found": float(found.mean()), "preprocess": pre}
         pred = predict_or_unknown(clf.predict_proba, x)
-        add(f"emotion-estimator LSTM ({pre}){tag}", pred, kind="ours", **face,
+        add(f"emotion-estimator {kind} ({pre}){tag}", pred, kind="ours", **face,
             detected_only=benchlib.metrics(y[found], pred[found]))
         for name, (model, n_train, fit_s) in baselines.items():
             pred = predict_or_unknown(lambda v, m=model: m.predict_proba(v[:, columns]), x)

@@ -126,7 +126,8 @@ def ours_info(model: str | None) -> dict:
     return {"file_bytes": {clf.path.name: clf.path.stat().st_size,
                            "face_landmarker.task": landmarker_path().stat().st_size},
             "parameters": params, "inputs": len(clf.blendshapes), "trained": clf.trained,
-            "model": str(clf.path), "installed": benchlib.installed_mb("emotion-estimator")}
+            "model": str(clf.path), "kind": str(clf.metadata.get("model", {}).get("kind", "?")),
+            "installed": benchlib.installed_mb("emotion-estimator")}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -172,7 +173,7 @@ def write_report(report: dict, out: Path) -> None:
     lat_o, lat_f = report["latency"]["ours"], report["latency"]["fer"]
     ours_model = Path(ours["model"]).name
     size_rows = [
-        ["emotion-estimator", f"{ours_model} (LSTM)", f"{ours['parameters']:,}",
+        ["emotion-estimator", f"{ours_model} ({ours.get('kind', '?')})", f"{ours['parameters']:,}",
          f"{ours['file_bytes'][ours_model] / 1024:.0f} KiB",
          f"{ours['file_bytes']['face_landmarker.task'] / 1024:.0f} KiB (MediaPipe landmarker)",
          f"{lat_o['onnx']['median_ms']:.3f} (p90 {lat_o['onnx']['p90_ms']:.3f})"],
