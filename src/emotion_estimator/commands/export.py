@@ -9,12 +9,30 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="training run folder (or its model.pt)")
     p.add_argument("--out", required=True, help="output .onnx (the .json is written beside it)")
     p.add_argument("--note", help="free text stored in the metadata")
+    p.add_argument("--evaluation", action="append", metavar="DIR",
+                   help="an 'evaluate --out' folder whose metrics.json is stored in the metadata "
+                        "(repeatable: e.g. test raw and test pad)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.export import export
+    import json
+    from pathlib import Path
 
-    extra = {"note": args.note} if args.note else {}
+    from ..errors import InputError
+    from ..training.export import export
+    from .train import _command
+
+    extra = {"export_command": _command(), **({"note": args.note} if args.note else {})}
+    evaluations = []
+    for folder in args.evaluation or []:
+        path = Path(folder) / "metrics.json"
+        if not path.is_file():
+            raise InputError(f"no metrics.json in {folder} (run 'evaluate --out {folder}')")
+        report = json.loads(path.read_text())
+        report.pop("files", None)
+        evaluations.append(report)
+    if evaluations:
+        extra["evaluation"] = evaluations
     meta = export(args.run, args.out, **extra)
     print(f"{args.out}: {meta['onnx_bytes']} bytes, classes {meta['classes']}, "
           f"{len(meta['blendshapes'])} blendshapes, ONNX-torch max diff "

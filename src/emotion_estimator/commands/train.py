@@ -70,8 +70,16 @@ def config_from_args(args: argparse.Namespace):
         class_weights=args.class_weights, smoothing=args.smoothing, gamma=args.gamma,
         lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
         epochs=args.epochs, plateau=args.plateau, patience=args.patience, calibrate=args.calibrate,
-        offsets=args.offsets, seed=args.seed, threads=args.threads,
+        offsets=args.offsets, seed=args.seed, threads=args.threads, command=_command(),
     )
+
+
+def _command() -> str:
+    """The command line as typed (stored in the exported metadata)."""
+    import shlex
+    import sys
+
+    return shlex.join(["emotion-estimator", *sys.argv[1:]])
 
 
 def configure(p: argparse.ArgumentParser) -> None:

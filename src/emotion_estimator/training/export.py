@@ -68,6 +68,7 @@ def build_metadata(ckpt: Checkpoint, **extra: Any) -> dict[str, Any]:
         "temperature": ckpt.temperature,
         "offsets": list(ckpt.offsets) or [0.0] * len(ckpt.classes),
         "model": ckpt.dims.to_dict(),
+        "command": ckpt.config.get("command", ""),
         "training": ckpt.config,
         "training_data": ckpt.metrics.get("data", {}),
         "metrics": {k: v for k, v in ckpt.metrics.items() if k != "data"},

@@ -70,6 +70,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1
     classes: tuple[str, ...] = CLASSES
+    command: str = ""  # the CLI line that started the run, for provenance
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -161,7 +162,7 @@ def train(
     gen = torch.Generator().manual_seed(config.seed)
 
     out = Path(out) if out is not None else None
-    start, best, best_state, bad, history = 0, math.inf, None, 0, []
+    start, best, best_state, bad, history, before = 0, math.inf, None, 0, [], 0.0
     if resume and out is not None and (out / STATE).is_file():
         state = torch.load(out / STATE, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
@@ -173,6 +174,7 @@ def train(
         start, best, best_state, bad, history = (
             state["epoch"], state["best"], state["best_state"], state["bad"], state["history"]
         )
+        before = float(state.get("elapsed", 0.0))
         log(f"resumed {out} at epoch {start}")
     log(f"{dims.kind}: {count_parameters(model)} parameters, {len(data.names)} blendshapes, "
         f"train {len(xt)} rows, val {len(xv)} rows")
@@ -213,7 +215,7 @@ def train(
             f"{row['seconds']:.1f}s{'  *' if improved else ''}")
         if out is not None:
             _save_state(out, model, optim, schedule, gen, epoch + 1, best, best_state, bad,
-                        history)
+                        history, before + time.perf_counter() - started)
         if on_epoch is not None:
             on_epoch(epoch + 1, row)
 
@@ -225,7 +227,7 @@ def train(
         else fit_offsets(logits / temperature, data.val.y, config.offsets)
     proba = softmax(logits / temperature + offsets)
     val_metrics = classification_metrics(data.val.y, proba.argmax(1), config.classes, proba)
-    seconds = time.perf_counter() - started
+    seconds = before + time.perf_counter() - started  # across resumed sessions
     ckpt = Checkpoint(
         dims=dims,
         state_dict=best_state,
@@ -250,7 +252,7 @@ def train(
 
 
 def _save_state(
-    out: Path, model, optim, schedule, gen, epoch, best, best_state, bad, history
+    out: Path, model, optim, schedule, gen, epoch, best, best_state, bad, history, elapsed
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".{STATE}.tmp"
@@ -258,7 +260,8 @@ def _save_state(
                 "schedule": schedule.state_dict() if schedule is not None else {},
                 "gen": gen.get_state(),
                 "rng": torch.get_rng_state(), "epoch": epoch, "best": best,
-                "best_state": best_state, "bad": bad, "history": history}, tmp)
+                "best_state": best_state, "bad": bad, "history": history,
+                "elapsed": elapsed}, tmp)
     os.replace(tmp, out / STATE)
 
 
