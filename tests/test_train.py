@@ -38,7 +38,8 @@ def synthetic(n: int = 600, seed: int = 0) -> pd.DataFrame:
 
 
 def config(**kw) -> TrainConfig:
-    base = dict(preprocess=("raw",), hidden=8, layers=1, epochs=2, patience=5, lr=1e-2)
+    base = dict(preprocess=("raw",), hidden=8, layers=1, epochs=2, patience=5, lr=1e-2,
+                blendshapes="all")
     return TrainConfig(**{**base, **kw})
 
 
@@ -128,3 +129,19 @@ def test_cli_bad_inputs_exit_2(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert err.count("emotion-estimator: error:") == 3
     assert "Traceback" not in err
+
+
+def test_tune_stores_trials_and_resumes(tmp_path) -> None:
+    pytest.importorskip("optuna")
+    from emotion_estimator.training.tune import tune
+
+    path = tmp_path / "synthetic.parquet"
+    synthetic(400).to_parquet(path)
+    base = config(dataset=str(path), kind="dense", epochs=2)
+    first = tune(base, tmp_path / "study", trials=2)
+    again = tune(base, tmp_path / "study", trials=1)
+    assert first["trials"] == 2 and again["trials"] == 3
+    assert (tmp_path / "study" / "study.db").is_file()
+    best = json.loads((tmp_path / "study" / "best.json").read_text())
+    assert 0 < best["best_value"] <= 1
+    assert {"lr", "layers", "hidden", "loss", "class_weights"} <= set(best["best_params"])

@@ -85,6 +85,9 @@ def resolve_blendshapes(spec: str | Sequence[str], train: pd.DataFrame | None = 
             raise ValueError("the selection rule needs the train split")
         counts = (train[list(BLENDSHAPE_NAMES)] > 0.4).sum()
         names = [n for n in BLENDSHAPE_NAMES if counts[n] > 100]
+        if not names:
+            raise InputError("the selection rule (score > 0.4 in > 100 train images) kept no "
+                             "blendshapes: too few train rows; use --blendshapes all or paper27")
     elif Path(spec).is_file():
         try:
             raw = json.loads(Path(spec).read_text())
