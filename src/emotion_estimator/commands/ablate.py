@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 VARIANT_HELP = (
-    "base, paper's 27 blendshapes, all 52 blendshapes, dense, mse loss, focal loss, "
-    "no class weights"
+    "base, paper's 27 blendshapes, all 52 blendshapes, dense, dense + all 52, mse loss, "
+    "focal loss, no class weights"
 )
 
 

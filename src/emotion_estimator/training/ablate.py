@@ -25,6 +25,7 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "paper's 27 blendshapes": ({"blendshapes": "paper27"}, f"{PAPER} (27 = the paper's model)"),
     "all 52 blendshapes": ({"blendshapes": "all"}, "'same accuracy and F1' as 27 (§4.1)"),
     "dense": ({"kind": "dense", "hidden": 64}, "good metrics, unstable on video (§4.2)"),
+    "dense + all 52": ({"kind": "dense", "hidden": 64, "blendshapes": "all"}, ""),
     "mse loss": ({"loss": "mse"}, "used early, replaced by CCE (§4.3)"),
     "focal loss": ({"loss": "focal"}, "suggested, not run (§4.3)"),
     "no class weights": ({"class_weights": False}, f"{PAPER} (the paper's setting)"),
