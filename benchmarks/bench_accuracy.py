@@ -158,7 +158,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     kind = kind.upper() if kind in ("lstm", "gru") else kind
     features = args.features if args.features else DATASET
     table = read_features(features)
-    available = sorted(table["preprocess"].unique())
+    available = sorted(table["preprocess"].unique(), key=lambda p: (p != "raw", p))  # raw first
     trained_on = clf.metadata.get("training", {}).get("preprocess") or available
     augmented = bool(clf.metadata.get("training", {}).get("augmented", True))
     baselines = {} if args.skip_baselines else train_baselines(
@@ -187,7 +187,7 @@ def evaluate(args: argparse.Namespace) -> dict:
                 add(FER_LABELS[variant] + ", summed fold", benchlib.fold_proba(p7).argmax(axis=1),
                     kind="fer", face_found=1.0, variant=variant)
     return {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "command": " ".join(sys.argv), "features": str(features),
+            "command": benchlib.command_line(), "features": str(features),
             "model": str(clf.path), "model_trained": clf.trained, "n": int(len(y)),
             "class_counts": np.bincount(y, minlength=3).tolist(), "results": results,
             "paper": benchlib.PAPER, "reproduction": benchlib.REPRODUCTION}
@@ -209,7 +209,8 @@ def write_report(report: dict, out: Path) -> None:
         "# Accuracy on FER2013 PrivateTest (3 classes)\n\n",
         f"{report['n']} images ({', '.join(f'{k} {v}' for k, v in counts.items())}); "
         "no face found = `unknown`. Generated "
-        f"{report['created']} by `{report['command']}`.\n\n",
+        f"{report['created']} by `{report['command']}`. Our model: `{shown_path(report['model'])}`"
+        f"; blendshapes: `{shown_path(report['features'])}`.\n\n",
         benchlib.markdown_table(header, rows, align="lrrrrrr"),
         "\nThe paper's figures are on its own, smaller test subset (1646 images in its Table 4, "
         "undetectable images removed), not on all 3589 PrivateTest images. fer is given the "
@@ -231,6 +232,12 @@ def write_report(report: dict, out: Path) -> None:
             align="lrrr"))
     benchlib.write_atomic(out / "accuracy.md", "".join(text))
     plot_accuracy(report, out)
+
+
+def shown_path(path: str) -> str:
+    """A path relative to the repository when inside it."""
+    p = Path(path).resolve()
+    return str(p.relative_to(benchlib.REPO)) if p.is_relative_to(benchlib.REPO) else str(p)
 
 
 def plot_accuracy(report: dict, out: Path) -> None:

@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         benchlib.fail(f"clip not found: {missing[0]}")
     report = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "command": " ".join(sys.argv), "machine": machine(), "reps": args.reps,
+              "command": benchlib.command_line(), "machine": machine(), "reps": args.reps,
               "fer_mode": args.fer_mode}
     runs = video_runs(args.clips, args.reps, args.model, args.fer_mode)
     report["video"] = summarise(runs)

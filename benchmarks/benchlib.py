@@ -51,6 +51,14 @@ def guarded(main):
         fail(text if user else f"{type(exc).__name__}: {text}", 2 if user else 1)
 
 
+def command_line() -> str:
+    """This process's command as one would type it from the repository root."""
+    script = Path(sys.argv[0]).resolve()
+    with_repo = script.is_relative_to(REPO)
+    shown = f"python {script.relative_to(REPO)}" if with_repo else Path(sys.argv[0]).name
+    return " ".join([shown, *sys.argv[1:]])
+
+
 def last_line(text: str) -> str:
     """The last non-empty line of a child's stderr (the exception, for a Python traceback)."""
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
