@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..atomic import write_text
 from .train import TrainConfig, train
 
 # The paper reports numbers only for its final model (27 blendshapes, LSTM, CCE, no weights).
@@ -65,7 +66,7 @@ def run_variant(name: str, config: TrainConfig, frame: pd.DataFrame, out: Path) 
         row[f"test_{pre}_accuracy"] = rep["detected"]["accuracy"]
         row[f"test_{pre}_macro_f1"] = rep["detected"]["macro_f1"]
         row[f"test_{pre}_sad_called_happy"] = rep.get("sad_called_happy")
-    done.write_text(json.dumps(row, indent=1) + "\n")
+    write_text(json.dumps(row, indent=1) + "\n", done)
     return row
 
 
@@ -86,8 +87,8 @@ def ablate(
         row = run_variant(name, replace(base, **change), frame, folder)
         rows.append({**row, "paper (acc / F1)": paper})
     table = pd.DataFrame(rows)
-    table.to_csv(out / "ablation.csv", index=False)
-    (out / "ablation.md").write_text(to_markdown(table) + "\n")
+    write_text(table.to_csv(index=False), out / "ablation.csv")
+    write_text(to_markdown(table) + "\n", out / "ablation.md")
     return table
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..atomic import write_text
 from ..blendshapes import BLENDSHAPE_NAMES
 from ..errors import InputError
 from .data import read_dataset, read_undetected, select_rows
@@ -118,15 +119,15 @@ def write_report(
     table: pd.DataFrame = report["table"]
     written = []
     metrics = {k: v for k, v in report.items() if k != "table"}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    write_text(json.dumps(metrics, indent=1) + "\n", out / "metrics.json")
     written.append(out / "metrics.json")
     for view in ("detected", "with_undetected"):
         if view not in report:
             continue
         matrix = np.asarray(report[view]["confusion"])
         csv = out / f"confusion_{view}.csv"
-        pd.DataFrame(matrix, index=[f"true_{c}" for c in classes],
-                     columns=[f"pred_{c}" for c in classes]).to_csv(csv)
+        write_text(pd.DataFrame(matrix, index=[f"true_{c}" for c in classes],
+                                columns=[f"pred_{c}" for c in classes]).to_csv(), csv)
         png = csv.with_suffix(".png")
         m = report[view]
         plots.confusion_matrix(matrix, classes, png,
@@ -135,7 +136,7 @@ def write_report(
     wrong = table[table["truth"] != table["predicted"]]
     confidence = wrong[[f"p_{c}" for c in classes]].max(axis=1).fillna(0.0)
     wrong = wrong.loc[confidence.sort_values(ascending=False, kind="stable").index]
-    wrong.to_csv(out / "misclassified.csv", index=False)
+    write_text(wrong.to_csv(index=False), out / "misclassified.csv")
     written.append(out / "misclassified.csv")
     if fer2013 is not None and not wrong.empty:
         shown = wrong[wrong["detected"]].head(max_images)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,24 +14,12 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..atomic import atomic_path, write_text
 from ..classifier import METADATA_FORMAT, metadata_path
 from .checkpoint import Checkpoint, load_checkpoint
 from .model import Probabilities, build_model
 
 OPSET = 17
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def onnx_bytes(module: torch.nn.Module, n_inputs: int) -> bytes:
@@ -100,8 +87,10 @@ def export(
             raise RuntimeError(
                 f"ONNX and torch disagree by {meta['onnx_torch_max_abs_diff']:.2e} (> 1e-5)"
             )
-    _atomic_write(out, data)
-    _atomic_write(metadata_path(out), (json.dumps(meta, indent=1) + "\n").encode())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(data)
+    write_text(json.dumps(meta, indent=1) + "\n", metadata_path(out))
     return meta
 
 

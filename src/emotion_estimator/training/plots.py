@@ -19,11 +19,14 @@ def _figure(*args, **kwargs):
 
 
 def _save(plt, fig, path: str | os.PathLike) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    from ..atomic import atomic_path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, bbox_inches="tight", format=Path(path).suffix[1:] or "png")
+    finally:
+        plt.close(fig)
 
 
 def training_curves(history: Sequence[dict[str, float]], path: str | os.PathLike) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..atomic import atomic_path, write_text
 from .checkpoint import CHECKPOINT, Checkpoint, save_checkpoint
 from .data import (
     CLASSES,
@@ -255,25 +256,21 @@ def _save_state(
     out: Path, model, optim, schedule, gen, epoch, best, best_state, bad, history, elapsed
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{STATE}.tmp"
-    torch.save({"model": model.state_dict(), "optim": optim.state_dict(),
-                "schedule": schedule.state_dict() if schedule is not None else {},
-                "gen": gen.get_state(),
-                "rng": torch.get_rng_state(), "epoch": epoch, "best": best,
-                "best_state": best_state, "bad": bad, "history": history,
-                "elapsed": elapsed}, tmp)
-    os.replace(tmp, out / STATE)
+    state = {"model": model.state_dict(), "optim": optim.state_dict(),
+             "schedule": schedule.state_dict() if schedule is not None else {},
+             "gen": gen.get_state(), "rng": torch.get_rng_state(), "epoch": epoch, "best": best,
+             "best_state": best_state, "bad": bad, "history": history, "elapsed": elapsed}
+    with atomic_path(out / STATE) as tmp:
+        torch.save(state, tmp)
 
 
 def write_run(out: Path, ckpt: Checkpoint, history: list[dict[str, float]]) -> None:
     """``model.pt``, ``history.csv``, ``metrics.json`` and ``curves.png`` in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(ckpt, out / CHECKPOINT)
-    pd.DataFrame(history).to_csv(out / "history.csv.tmp", index=False)
-    os.replace(out / "history.csv.tmp", out / "history.csv")
-    text = json.dumps({"config": ckpt.config, **ckpt.metrics}, indent=1)
-    (out / "metrics.json.tmp").write_text(text + "\n")
-    os.replace(out / "metrics.json.tmp", out / "metrics.json")
+    write_text(pd.DataFrame(history).to_csv(index=False), out / "history.csv")
+    write_text(json.dumps({"config": ckpt.config, **ckpt.metrics}, indent=1) + "\n",
+               out / "metrics.json")
     from .plots import training_curves
 
     training_curves(history, out / "curves.png")

@@ -12,6 +12,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from ..atomic import write_text
 from .train import Prepared, TrainConfig, prepare, train
 
 
@@ -88,7 +89,5 @@ def tune(
         "best_params": study.best_params,
         "best_user_attrs": study.best_trial.user_attrs,
     }
-    tmp = out / "best.json.tmp"
-    tmp.write_text(json.dumps(best, indent=1) + "\n")
-    os.replace(tmp, out / "best.json")
+    write_text(json.dumps(best, indent=1) + "\n", out / "best.json")
     return best
