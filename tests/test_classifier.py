@@ -108,3 +108,14 @@ def test_shipped_model_calls_the_smiling_face_happy(clf, media, landmarker_model
     p = clf.predict_proba(faces[0].scores)[0]
     assert clf.classes[int(p.argmax())] == "happy"
     assert p[clf.classes.index("happy")] > 0.5
+
+
+def test_shipped_models_load_by_name(tmp_path, monkeypatch):
+    from emotion_estimator.classifier import shipped_models
+
+    assert {"default", "lstm"} <= set(shipped_models())
+    lstm = EmotionClassifier.load("lstm")
+    assert lstm.path.name == "lstm.onnx" and lstm.metadata["model"]["kind"] == "lstm"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match="shipped models: default"):
+        EmotionClassifier.load("nonexistent")

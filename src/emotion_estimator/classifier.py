@@ -25,7 +25,29 @@ METADATA_FORMAT = "emotion-estimator/classifier"
 
 def default_model_path() -> Path:
     """The classifier shipped inside the package."""
-    return Path(str(resources.files("emotion_estimator") / "models" / DEFAULT_MODEL))
+    return shipped_model_path(DEFAULT_MODEL)
+
+
+def shipped_model_path(name: str) -> Path:
+    """A model shipped inside the package, by file name or stem (``default``, ``lstm``)."""
+    stem = name[:-5] if name.endswith(".onnx") else name
+    return Path(str(resources.files("emotion_estimator") / "models" / f"{stem}.onnx"))
+
+
+def shipped_models() -> list[str]:
+    """Stems of the models shipped inside the package."""
+    folder = default_model_path().parent
+    return sorted(p.stem for p in folder.glob("*.onnx"))
+
+
+def resolve_model(path: str | os.PathLike | None) -> Path:
+    """``None`` -> the default; a shipped model's name (``lstm``) -> its file; else a path."""
+    if path is None:
+        return default_model_path()
+    model = Path(path)
+    if not model.exists() and model.name == str(path) and model.stem in shipped_models():
+        return shipped_model_path(model.name)
+    return model
 
 
 def metadata_path(model_path: str | os.PathLike) -> Path:
@@ -81,12 +103,17 @@ class EmotionClassifier:
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, *, threads: int = 1) -> EmotionClassifier:
-        """Load ``path`` (``.onnx`` with its ``.json`` beside it); ``None`` = shipped default."""
+        """Load ``path`` (``.onnx`` with its ``.json`` beside it).
+
+        ``None`` is the shipped default; the name of another shipped model (``"lstm"``, the
+        paper's architecture) loads that one.
+        """
         import onnxruntime as ort
 
-        model = default_model_path() if path is None else Path(path)
+        model = resolve_model(path)
         if not model.is_file():
-            raise InputError(f"classifier model not found: {model}")
+            raise InputError(f"classifier model not found: {model} "
+                             f"(shipped models: {', '.join(shipped_models())})")
         meta = _read_metadata(metadata_path(model))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
