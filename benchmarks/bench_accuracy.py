@@ -16,6 +16,7 @@ no face), optionally ``split``, ``preprocess`` and ``augmented`` (the dataset of
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -188,7 +189,8 @@ def evaluate(args: argparse.Namespace) -> dict:
                     kind="fer", face_found=1.0, variant=variant)
     return {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": benchlib.command_line(), "features": str(features),
-            "model": str(clf.path), "model_trained": clf.trained, "n": int(len(y)),
+            "model": str(clf.path), "model_trained": clf.trained,
+            "model_sha256": hashlib.sha256(clf.path.read_bytes()).hexdigest(), "n": int(len(y)),
             "class_counts": np.bincount(y, minlength=3).tolist(), "results": results,
             "paper": benchlib.PAPER, "reproduction": benchlib.REPRODUCTION}
 
@@ -210,7 +212,7 @@ def write_report(report: dict, out: Path) -> None:
         f"{report['n']} images ({', '.join(f'{k} {v}' for k, v in counts.items())}); "
         "no face found = `unknown`. Generated "
         f"{report['created']} by `{report['command']}`. Our model: `{shown_path(report['model'])}`"
-        f"; blendshapes: `{shown_path(report['features'])}`.\n\n",
+        f" (sha256 {report['model_sha256'][:12]}…); blendshapes: `{shown_path(report['features'])}`.\n\n",
         benchlib.markdown_table(header, rows, align="lrrrrrr"),
         "\nThe paper's figures are on its own, smaller test subset (1646 images in its Table 4, "
         "undetectable images removed), not on all 3589 PrivateTest images. fer is given the "
