@@ -211,8 +211,9 @@ def write_report(report: dict, out: Path) -> None:
         "# Accuracy on FER2013 PrivateTest (3 classes)\n\n",
         f"{report['n']} images ({', '.join(f'{k} {v}' for k, v in counts.items())}); "
         "no face found = `unknown`. Generated "
-        f"{report['created']} by `{report['command']}`. Our model: `{shown_path(report['model'])}`"
-        f" (sha256 {report['model_sha256'][:12]}…); blendshapes: `{shown_path(report['features'])}`.\n\n",
+        f"{report['created']} by `{report['command']}`. Our model: "
+        f"`{shown_path(report['model'])}` (sha256 {report['model_sha256'][:12]}…); "
+        f"blendshapes: `{shown_path(report['features'])}`.\n\n",
         benchlib.markdown_table(header, rows, align="lrrrrrr"),
         "\nThe paper's figures are on its own, smaller test subset (1646 images in its Table 4, "
         "undetectable images removed), not on all 3589 PrivateTest images. fer is given the "
