@@ -40,6 +40,14 @@ def test_no_face_and_two_faces(media, image_landmarker):
     assert faces[0].box != faces[1].box
 
 
+def test_one_face_asked_on_a_group_photo_gives_the_largest(media, landmarker_model):
+    with FaceLandmarker(landmarker_model, mode="image", max_faces=1) as lm:
+        (face,) = lm.detect(read_image(media / "multi_face.jpg"))
+    with FaceLandmarker(landmarker_model, mode="image", max_faces=4) as lm:
+        both = lm.detect(read_image(media / "multi_face.jpg"))
+    assert face.box[2] * face.box[3] == max(f.box[2] * f.box[3] for f in both)
+
+
 def test_video_mode_needs_timestamps_and_rejects_bad_images(landmarker_model):
     with FaceLandmarker(landmarker_model, mode="video") as lm:
         with pytest.raises(ValueError, match="timestamp"):

@@ -40,7 +40,15 @@ def test_face_then_no_face_video(media, landmarker_model, tmp_path):
     assert (~df["face_detected"].iloc[72:]).sum() >= 90  # the person has left (README: 96)
     assert df.loc[~df["face_detected"], list(BLENDSHAPE_NAMES)].isna().all().all()
     assert df["timestamp_s"].is_monotonic_increasing
+    assert (df.loc[df["face_detected"].iloc[:72].index, "face_id"] == 0).all()  # one tracked id
     assert "169 frames" in proc.stderr and "with a face" in proc.stderr
+
+
+def test_group_photo_default_gives_the_largest_face(media, landmarker_model):
+    proc = run_cli("blendshapes", str(media / "multi_face.jpg"))
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(rows) == 1 and rows[0]["face_detected"] and rows[0]["face_id"] == 0
 
 
 def test_multi_face_and_jsonl_stdout(media, landmarker_model):

@@ -46,13 +46,17 @@ def test_truncated_video_yields_decodable_frames_then_warns(tmp_path):
     assert len(source.warnings) == 1 and "truncated" in source.warnings[0]
 
 
-def test_early_stop_releases_decoder_thread(tmp_path):
-    source = open_source(write_video(tmp_path / "clip.avi", n=30))
-    for frame in source:
-        if frame.index == 3:
-            break
+def test_early_stop_releases_decoder_thread_at_once(tmp_path):
     import threading
+    import time
 
+    source = open_source(write_video(tmp_path / "clip.avi", n=30))
+    frames = iter(source)
+    next(frames)
+    time.sleep(0.5)  # let the decoder fill its queue and block
+    start = time.perf_counter()
+    frames.close()  # what `break`, Ctrl-C or a closed stream do
+    assert time.perf_counter() - start < 1.0
     assert not any(t.name == "decode" and t.is_alive() for t in threading.enumerate())
 
 

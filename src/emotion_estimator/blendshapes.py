@@ -25,6 +25,7 @@ BLENDSHAPE_NAMES: tuple[str, ...] = (
 assert len(BLENDSHAPE_NAMES) == 52
 
 Mode = Literal["image", "video"]
+STILL_EXTRA_FACES = 2  # image mode: detections asked of MediaPipe beyond max_faces
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,22 @@ def _box(landmarks: np.ndarray, width: int, height: int) -> tuple[float, float, 
     return float(x0), float(y0), float(x1 - x0), float(y1 - y0)
 
 
+def largest_faces(faces: list[Face], max_faces: int) -> list[Face]:
+    """The ``max_faces`` largest faces, left to right."""
+    faces = sorted(faces, key=lambda f: -f.box[2] * f.box[3])[:max_faces]
+    return sorted(faces, key=lambda f: f.box[0])
+
+
 class FaceLandmarker:
     """MediaPipe Face Landmarker returning :class:`Face` objects.
 
     ``mode="image"`` treats every call independently; ``mode="video"`` tracks faces across
     calls, which need increasing timestamps. Use as a context manager or call :meth:`close`.
+
+    In image mode MediaPipe keeps its top ``num_faces`` detections before the landmark model
+    rejects weak ones, so asking for exactly one face can return none on a group photo: it is
+    asked for ``max_faces + STILL_EXTRA_FACES`` and the largest ``max_faces`` are returned,
+    left to right.
     """
 
     def __init__(
@@ -73,7 +85,7 @@ class FaceLandmarker:
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(landmarker_path(model_path))),
             running_mode=running,
-            num_faces=max_faces,
+            num_faces=max_faces + (STILL_EXTRA_FACES if mode == "image" else 0),
             min_face_detection_confidence=min_detection_confidence,
             min_face_presence_confidence=min_presence_confidence,
             min_tracking_confidence=min_tracking_confidence,
@@ -106,7 +118,7 @@ class FaceLandmarker:
             scores = np.fromiter((c.score for c in shapes), dtype=np.float32, count=len(shapes))
             pts = np.array([(p.x, p.y, p.z) for p in marks], dtype=np.float32)
             faces.append(Face(scores=scores, box=_box(pts, width, height), landmarks=pts))
-        return faces
+        return largest_faces(faces, self.max_faces) if self.mode == "image" else faces
 
     def close(self) -> None:
         """Release the MediaPipe graph (idempotent)."""

@@ -25,8 +25,6 @@ from .video import Frame, FrameSource, ImageSource, open_source, read_image
 if TYPE_CHECKING:
     import pandas as pd
 
-STILL_EXTRA_FACES = 2  # stills: detections asked beyond max_faces (see largest_faces)
-
 
 class Classifier(Protocol):
     """What the estimator needs of a classifier (``EmotionClassifier`` is one)."""
@@ -79,17 +77,6 @@ class FrameResult:
                 row.update(zip(BLENDSHAPE_NAMES, face.scores.tolist(), strict=True))
             rows.append(row)
         return rows
-
-
-def largest_faces(faces: list[Face], max_faces: int) -> list[Face]:
-    """The ``max_faces`` largest faces, left to right (for stills).
-
-    MediaPipe keeps its top ``num_faces`` detections before the landmark model rejects the
-    weak ones, so asking it for exactly one face can return none on a group photo: ask for
-    ``max_faces + STILL_EXTRA_FACES`` and keep the largest here.
-    """
-    faces = sorted(faces, key=lambda f: -f.box[2] * f.box[3])[:max_faces]
-    return sorted(faces, key=lambda f: f.box[0])
 
 
 def load_classifier(model: str | os.PathLike | Classifier | None) -> Classifier:
@@ -177,17 +164,9 @@ class EmotionEstimator:
         return frame_columns(self.classes, BLENDSHAPE_NAMES if blendshapes else ())
 
     def landmarker(self, mode: str = "video") -> FaceLandmarker:
-        """A new MediaPipe landmarker configured like this estimator.
-
-        On stills it may return a few more faces than ``max_faces`` (see :func:`largest_faces`).
-        """
-        extra = STILL_EXTRA_FACES if mode == "image" else 0
-        return FaceLandmarker(self._landmarker_path, mode=mode,
-                              max_faces=self.max_faces + extra,
+        """A new MediaPipe landmarker configured like this estimator."""
+        return FaceLandmarker(self._landmarker_path, mode=mode, max_faces=self.max_faces,
                               min_detection_confidence=self._confidence)
-
-    def _still_faces(self, landmarker: FaceLandmarker, image: np.ndarray) -> list[Face]:
-        return largest_faces(landmarker.detect(image), self.max_faces)
 
     def analyzer(self, smoothing: str | None = None) -> FrameAnalyzer:
         """A fresh per-stream state (ids from 0, empty filters)."""
@@ -202,7 +181,7 @@ class EmotionEstimator:
         if not isinstance(image, np.ndarray):
             image = read_image(Path(image))
         with self._stills() as landmarker:
-            faces = self._still_faces(landmarker, image)
+            faces = landmarker.detect(image)
         return self.analyzer("none")(Frame(0, 0.0, image), faces).faces
 
     def stream(self, source: FrameSource | str | os.PathLike | int) -> Iterator[FrameResult]:
@@ -215,9 +194,7 @@ class EmotionEstimator:
             landmarkers = self._stills() if still else self.landmarker("video")
             with landmarkers as landmarker:
                 for frame in src:
-                    faces = (self._still_faces(landmarker, frame.image) if still
-                             else landmarker.detect(frame.image, frame.timestamp_s))
-                    yield analyze(frame, faces)
+                    yield analyze(frame, landmarker.detect(frame.image, frame.timestamp_s))
         finally:
             if owned:
                 src.close()

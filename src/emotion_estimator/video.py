@@ -144,8 +144,13 @@ class VideoSource(FrameSource):
                             continue
                     if stop.is_set():
                         return
-            finally:
-                q.put(done)
+            finally:  # the consumer may have stopped reading: never block on a full queue
+                while not stop.is_set():
+                    try:
+                        q.put(done, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
 
         thread = threading.Thread(target=worker, name="decode", daemon=True)
         thread.start()

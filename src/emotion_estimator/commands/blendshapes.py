@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator
-from typing import Any
 
 from ..outputs import FORMATS
 
@@ -25,26 +23,14 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def face_rows(frame: Any, faces: list, names: tuple[str, ...]) -> Iterator[dict[str, Any]]:
-    """Rows for one frame: one per face, or one ``face_detected=False`` row."""
-    base = {"frame": frame.index, "timestamp_s": round(frame.timestamp_s, 6)}
-    if not faces:
-        yield {**base, "face_detected": False}
-    for face_id, face in enumerate(faces):
-        x, y, w, h = face.box
-        row = {**base, "face_id": face_id, "face_detected": True,
-               "x": round(x, 2), "y": round(y, 2), "w": round(w, 2), "h": round(h, 2)}
-        row.update(zip(names, face.scores.tolist(), strict=True))
-        yield row
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..blendshapes import BLENDSHAPE_NAMES, FaceLandmarker
     from ..errors import EXIT_INPUT, InputError
+    from ..estimator import FrameAnalyzer
     from ..outputs import frame_columns, open_writer
-    from ..video import SourceError, expand_inputs, open_source
+    from ..video import ImageSource, SourceError, expand_inputs, open_source
 
     if (args.camera is None) == (not args.inputs):
         raise InputError("give INPUT files or --camera N (one of the two)")
@@ -74,16 +60,17 @@ def run(args: argparse.Namespace) -> int:
                     raise InputError(str(exc)) from exc
                 failures.append(str(exc))
                 continue
-            mode = "image" if source.frame_count == 1 and not source.is_live else "video"
+            mode = "image" if isinstance(source, ImageSource) else "video"
+            track = FrameAnalyzer(None)  # persistent face ids, no classifier
             with source, FaceLandmarker(args.landmarker, mode=mode,
                                         max_faces=args.max_faces) as landmarker:
                 bar = tqdm(source, total=source.frame_count, unit="frame", file=sys.stderr,
                            desc=source.name[-40:], disable=args.no_progress or None)
                 for frame in bar:
-                    faces = landmarker.detect(frame.image, frame.timestamp_s)
+                    result = track(frame, landmarker.detect(frame.image, frame.timestamp_s))
                     frames += 1
-                    with_face += bool(faces)
-                    for row in face_rows(frame, faces, BLENDSHAPE_NAMES):
+                    with_face += bool(result.faces)
+                    for row in result.rows(blendshapes=True):
                         if len(sources) > 1:
                             row["source"] = source.name
                         writer.write(row)
