@@ -104,3 +104,14 @@ def test_bad_input_gives_one_line_and_exit_2(case, tmp_path, landmarker_model):
     proc = run_cli("blendshapes", *args)
     assert_one_line_error(proc, 2, fragment)
     assert not list(Path(tmp_path).glob("*.part"))
+
+
+def test_closed_pipe_ends_quietly(media, landmarker_model):
+    proc = subprocess.Popen([sys.executable, "-m", "emotion_estimator", "blendshapes",
+                             str(media / "single_face.mp4")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.readline()
+    proc.stdout.close()  # like `| head -1`
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in err and "error" not in err

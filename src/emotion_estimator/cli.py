@@ -85,6 +85,10 @@ def cli(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, like a Unix tool
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 141
     except InputError as exc:
         print(f"emotion-estimator: error: {exc}", file=sys.stderr)
         code = EXIT_INPUT

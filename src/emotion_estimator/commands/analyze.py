@@ -32,7 +32,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="write the video with boxes, ids, labels and class bars")
     p.add_argument("--show", action="store_true", help="show annotated frames live (q quits)")
     p.add_argument("--plot", metavar="PNG", help="timeline of class probabilities per face")
-    p.add_argument("--model", metavar="ONNX", help="classifier (default: the shipped model)")
+    p.add_argument("--model", metavar="ONNX|NAME",
+                   help="classifier: an .onnx file (its .json beside it) or a shipped model "
+                        "name: default (dense), lstm (the paper's architecture)")
     p.add_argument("--smoothing", choices=SMOOTHING, default="ema",
                    help="temporal filter per face on video (default: ema)")
     p.add_argument("--smoothing-param", action="append", default=[], metavar="NAME=VALUE",
