@@ -23,31 +23,11 @@ from pathlib import Path
 
 import cv2
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_video import bare_loop  # noqa: E402 - the same bare MediaPipe loop as bench_video
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = ROOT.parent / "shared" / "media" / "single_face.mp4"
-
-
-def bare_loop(video: Path, model: str) -> int:
-    """Plain MediaPipe Tasks VIDEO-mode loop: decode, convert, detect. Returns frames."""
-    import mediapipe as mp
-    from mediapipe.tasks.python import BaseOptions, vision
-
-    options = vision.FaceLandmarkerOptions(
-        base_options=BaseOptions(model_asset_path=model),
-        running_mode=vision.RunningMode.VIDEO, num_faces=1, output_face_blendshapes=True)
-    cap = cv2.VideoCapture(str(video))
-    n = 0
-    with vision.FaceLandmarker.create_from_options(options) as landmarker:
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb),
-                                        int(cap.get(cv2.CAP_PROP_POS_MSEC)) + n)
-            n += 1
-    cap.release()
-    return n
 
 
 def cli_loop(video: Path, out: Path) -> int:
@@ -92,6 +72,9 @@ def peak_rss_mb(video: Path, out: Path) -> tuple[float, float]:
 
 def main() -> None:
     from emotion_estimator.assets import landmarker_path
+    from emotion_estimator.cli import quiet_native_logs
+
+    quiet_native_logs()
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--video", type=Path, default=DEFAULT_VIDEO)

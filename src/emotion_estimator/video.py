@@ -133,24 +133,23 @@ class VideoSource(FrameSource):
         stop = threading.Event()
         done = object()
 
+        def put(item: object) -> bool:
+            """Queue ``item``; False once the consumer has stopped reading (never blocks)."""
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def worker() -> None:
             try:
                 for item in self._decode():
-                    while not stop.is_set():
-                        try:
-                            q.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if not put(item):
                         return
-            finally:  # the consumer may have stopped reading: never block on a full queue
-                while not stop.is_set():
-                    try:
-                        q.put(done, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+            finally:
+                put(done)
 
         thread = threading.Thread(target=worker, name="decode", daemon=True)
         thread.start()

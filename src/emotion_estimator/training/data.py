@@ -26,18 +26,21 @@ PAPER_27: tuple[str, ...] = tuple(BLENDSHAPE_NAMES[i] for i in PAPER_INDICES)
 META_COLUMNS = ("image_id", "split", "label", "preprocess")
 
 
-def read_dataset(path: str | Path) -> pd.DataFrame:
-    """The dataset table (a ``.parquet`` file, or a folder holding ``dataset.parquet``)."""
+def read_dataset(path: str | Path, required: Sequence[str] = META_COLUMNS) -> pd.DataFrame:
+    """The dataset table (a ``.parquet`` file, or a folder holding ``dataset.parquet``).
+
+    ``required``: the columns it must have besides the 52 blendshapes.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "dataset.parquet"
     if not path.is_file():
-        raise InputError(f"dataset not found: {path}")
+        raise InputError(f"dataset not found: {path} (run `emotion-estimator prepare` first)")
     try:
         frame = pd.read_parquet(path)
     except Exception as exc:
         raise InputError(f"not a readable Parquet dataset: {path} ({exc})") from exc
-    missing = [c for c in (*META_COLUMNS, *BLENDSHAPE_NAMES) if c not in frame.columns]
+    missing = [c for c in (*required, *BLENDSHAPE_NAMES) if c not in frame.columns]
     if missing:
         raise InputError(f"dataset {path} lacks columns {missing[:4]}")
     if "augmented" not in frame.columns:

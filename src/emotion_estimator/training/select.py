@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..blendshapes import BLENDSHAPE_NAMES
 from ..errors import InputError
+from .data import read_dataset
 
 # the 27 blendshapes the paper kept, as MediaPipe indices (1-5, 9-20, 25, 34, 35, 38, 44-49)
 PAPER_INDICES: tuple[int, ...] = (*range(1, 6), *range(9, 21), 25, 34, 35, 38, *range(44, 50))
@@ -55,19 +56,8 @@ def load_train_rows(path: str | Path, *, preprocess: str | None = None,
     With several preprocessing variants and none asked for, ``raw`` is used if present (the
     paper's 48x48 images), else the first one.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "dataset.parquet"
-    if not path.is_file():
-        raise InputError(f"dataset not found: {path} (run `emotion-estimator prepare` first)")
-    try:
-        table = pd.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a bad file
-        raise InputError(f"{path}: not a readable Parquet dataset ({exc})") from exc
-    missing = [c for c in ("split", *BLENDSHAPE_NAMES) if c not in table.columns]
-    if missing:
-        raise InputError(f"{path}: missing columns {', '.join(missing[:5])}"
-                         f"{' ...' if len(missing) > 5 else ''}")
+    table = read_dataset(path, required=("split",))
+    path = Path(table.attrs["path"])
     rows = table[table["split"] == "train"]
     if not include_augmented and "augmented" in rows.columns:
         rows = rows[~rows["augmented"].astype(bool)]
