@@ -148,3 +148,31 @@ def test_killed_run_resumes_to_the_same_dataset(small_csv, tmp_path):
                                   pd.read_parquet(tmp_path / "fresh" / "dataset.parquet"))
     pd.testing.assert_frame_equal(pd.read_parquet(out / "undetected.parquet"),
                                   pd.read_parquet(tmp_path / "fresh" / "undetected.parquet"))
+
+
+def test_table3_full_counts_every_train_image(small_csv, tmp_path):
+    """--table3-full runs MediaPipe on the images the caps dropped, only for the report."""
+    from collections import Counter
+
+    from emotion_estimator.training.fer2013 import EMOTIONS
+
+    lines = small_csv.read_text().splitlines()[1:21]  # --limit 20
+    train = Counter(EMOTIONS[int(line.split(",")[0])] for line in lines
+                    if line.endswith(",Training"))
+    base = ["prepare", "--fer2013", str(small_csv), "--limit", "20", "--quiet", "--workers",
+            "1", "--preprocess", "raw", "--augment-copies", "0", "--caps",
+            "angry=1,fear=1,happy=1,sad=1,surprise=1,neutral=1,disgust=1"]
+    assert cli([*base, "--out", str(tmp_path / "plain")]) == 0
+    assert cli([*base, "--out", str(tmp_path / "full"), "--table3-full"]) == 0
+    for name in ("dataset.parquet", "undetected.parquet", "samples.parquet"):
+        assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "full" / name).read_bytes()
+    plain = json.loads((tmp_path / "plain" / "report.json").read_text())
+    full = json.loads((tmp_path / "full" / "report.json").read_text())
+    assert "table3_full" not in plain and "table3_full_train" not in plain["counts"]
+    assert full["table3_full"]["images_dropped_by_caps"] > 0
+    table = full["counts"]["table3_full_train"]["raw"]
+    assert {e: row["images"] for e, row in table.items()} == {e: train[e] for e in EMOTIONS}
+    capped = full["counts"]["detection"]["raw"]["undetected"]
+    assert all(capped[e]["train"] <= row["undetected"] <= row["images"]
+               for e, row in table.items())
+    assert "Table 3 (raw), whole train split" in (tmp_path / "full" / "report.md").read_text()

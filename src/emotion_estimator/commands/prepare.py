@@ -61,6 +61,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "line number, 'skip' drops it, lists it in the report and continues "
                         "(other image ids unchanged). A wrong header always stops. "
                         "(default: %(default)s)")
+    p.add_argument("--table3-full", action="store_true",
+                   help="also run MediaPipe on the train images the caps dropped, only to "
+                        "report Table 3 (undetectable per class) over the whole train split as "
+                        "the paper did, in report.md/json; the Parquet files stay the same")
     p.add_argument("--force", action="store_true",
                    help="rebuild a finished OUT (without it, an existing dataset is never "
                         "overwritten)")
@@ -82,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         augment_copies=args.augment_copies, max_angle=args.max_angle,
         min_detection_confidence=args.min_detection_confidence, workers=args.workers,
         chunk_size=args.chunk_size, on_bad_row=args.on_bad_row, force=args.force,
-        progress=not args.quiet)
+        progress=not args.quiet, table3_full=args.table3_full)
     report = prepare(opts)
     rows = report["rows"]
     rates = "; ".join(f"{name}: {100 * det['rate_all']:.1f}% detected"

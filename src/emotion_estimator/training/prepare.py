@@ -3,6 +3,8 @@
 Files in ``out``: ``dataset.parquet`` (one row per detected image or augmented copy and
 preprocessing variant), ``undetected.parquet`` (the calls that found no face), ``samples.parquet``
 (every loaded row with its label and whether the caps kept it), ``report.json`` / ``report.md``.
+With ``table3_full`` the train images the caps dropped also go through MediaPipe (own shards),
+only to count Table 3 over the whole train split; the three Parquet files stay the same.
 ``dataset.parquet`` is written last: once it exists the run is finished.
 """
 
@@ -55,6 +57,7 @@ class PrepareOptions:
     on_bad_row: str = "stop"
     force: bool = False
     progress: bool = True
+    table3_full: bool = False
     model_path: str | None = None
 
 
@@ -120,6 +123,15 @@ def prepare(opts: PrepareOptions) -> dict:
     counts = report_mod.build(samples, extracted, [v.name for v in variants],
                               list(dict.fromkeys(mapping.values())))
     timings["assemble"] = round(time.perf_counter() - start, 2)
+    table3 = None
+    if opts.table3_full:
+        start = time.perf_counter()
+        dropped = _extract_dropped(opts, config, samples, data.pixels, out / WORK)
+        timings["extract_table3"] = round(time.perf_counter() - start, 2)
+        train = extracted[(extracted["split"] == "train") & (extracted["copy"] == 0)]
+        counts["table3_full_train"] = report_mod.table3_full(
+            pd.concat([train, dropped], ignore_index=True), [v.name for v in variants])
+        table3 = {"images_dropped_by_caps": len(dropped) // len(variants), "calls": len(dropped)}
 
     report = {
         "input": str(opts.fer2013), "rows_loaded": len(samples),
@@ -138,6 +150,8 @@ def prepare(opts: PrepareOptions) -> dict:
         "timings": timings, "rows": {"dataset": len(dataset), "undetected": len(undetected)},
         "counts": counts,
     }
+    if table3 is not None:
+        report["table3_full"] = table3
     write_parquet(samples, out / "samples.parquet")
     write_parquet(undetected, out / "undetected.parquet")
     write_text(json.dumps(report, indent=2) + "\n", out / "report.json")
@@ -145,6 +159,20 @@ def prepare(opts: PrepareOptions) -> dict:
     write_parquet(dataset, out / DATASET)  # last: its presence marks a finished run
     shutil.rmtree(out / WORK, ignore_errors=True)
     return report
+
+
+def _extract_dropped(opts: PrepareOptions, config: ExtractConfig, samples: pd.DataFrame,
+                     pixels: np.ndarray, work_root: Path) -> pd.DataFrame:
+    """MediaPipe on the train images the caps dropped (originals only), in resumable shards."""
+    dropped = ((samples["split"] == "train") & ~samples["kept"]).to_numpy()
+    ids = samples["image_id"].to_numpy()[dropped]
+    copies = np.zeros(len(ids), dtype=np.int64)
+    fingerprint = _fingerprint(opts, config, ids, copies, pixels[dropped])
+    chunks = make_chunks(ids, copies, pixels[dropped], opts.chunk_size)
+    with _Bar(len(ids) * len(config.variants), opts.progress, "table3") as bar:
+        extracted = extract(chunks, config, work_root / f"table3-{fingerprint}",
+                            workers=opts.workers, progress=bar.update)
+    return _with_labels(extracted, samples)
 
 
 def _with_labels(extracted: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
@@ -171,11 +199,11 @@ def _fingerprint(opts: PrepareOptions, config: ExtractConfig, ids: np.ndarray,
 class _Bar:
     """The tqdm bar, or a silent stand-in; ``initial`` counts work found already done."""
 
-    def __init__(self, total: int, show: bool) -> None:
+    def __init__(self, total: int, show: bool, desc: str = "mediapipe") -> None:
         from tqdm import tqdm
 
         self.initial = None
-        self._bar = tqdm(total=total, unit="call", desc="mediapipe", disable=not show,
+        self._bar = tqdm(total=total, unit="call", desc=desc, disable=not show,
                          smoothing=0.05, file=sys.stderr)
 
     def update(self, n: int) -> None:

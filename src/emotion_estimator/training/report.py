@@ -74,6 +74,20 @@ def build(samples: pd.DataFrame, extracted: pd.DataFrame, variants: list[str],
     }
 
 
+def table3_full(originals: pd.DataFrame, variants: list[str]) -> dict:
+    """Table 3 over the whole train split: per variant and class, the images MediaPipe missed
+    and those tried. ``originals``: one row per call on a train original, kept by the caps or not.
+    """
+    table = {}
+    for variant in variants:
+        rows = originals[originals["preprocess"] == variant]
+        missed = rows[~rows["detected"].astype(bool)]
+        table[variant] = {e: {"undetected": int((missed["source_label"] == e).sum()),
+                              "images": int((rows["source_label"] == e).sum())}
+                          for e in EMOTIONS}
+    return table
+
+
 def _rate(detected: pd.Series) -> float | None:
     return round(float(detected.mean()), 4) if len(detected) else None
 
@@ -115,6 +129,21 @@ def markdown(report: dict) -> str:
         aug = det["augmented"]
         out += ["", f"Detection rate ({variant}): {rates}; all {_pct(det['rate_all'])}. "
                 f"Augmented copies: {aug['made']} made, {aug['dropped']} dropped (no face)."]
+    p1, p3 = counts["paper"]["table1"], counts["paper"]["table3"]
+    paper = {e: (p3[e], p1[e]["train"]) for e in EMOTIONS}
+    paper["all"] = (sum(p3.values()), sum(row["train"] for row in p1.values()))
+    for variant, table in counts.get("table3_full_train", {}).items():
+        ours = {e: (row["undetected"], row["images"]) for e, row in table.items()}
+        ours["all"] = tuple(sum(col) for col in zip(*ours.values(), strict=True))
+        out += ["", f"## Table 3 ({variant}), whole train split: undetectable (ours / paper)", "",
+                "Every train image, also those the caps dropped (run only to count them, never "
+                "written to the dataset), as the paper counted.", "",
+                "| class | undetected | train images | rate |", "|---|---|---|---|"]
+        for e, (missed, images) in ours.items():
+            p_missed, p_images = paper[e]
+            out.append(f"| {e} | {missed} / {p_missed} | {images} / {p_images} | "
+                       f"{_pct(missed / images if images else None)} / "
+                       f"{_pct(p_missed / p_images)} |")
     for variant, parts in counts["dataset"].items():
         out += ["", f"## Dataset rows ({variant}): originals + augmented", "",
                 "| label | train | val | test |", "|---|---|---|---|"]
