@@ -171,6 +171,12 @@ def evaluate(args: argparse.Namespace) -> dict:
         pred = predict_or_unknown(clf.predict_proba, x)
         add(f"emotion-estimator {kind} ({pre}){tag}", pred, kind="ours", **face,
             detected_only=benchlib.metrics(y[found], pred[found]))
+        for path in args.extra_models:
+            other = EmotionClassifier.load(path)
+            pred = predict_or_unknown(other.predict_proba, x)
+            name = other.metadata.get("model", {}).get("kind", "model")
+            add(f"emotion-estimator {path.name}, {name} ({pre})", pred, kind="ours-extra",
+                **face, detected_only=benchlib.metrics(y[found], pred[found]))
         for name, (model, n_train, fit_s) in baselines.items():
             pred = predict_or_unknown(lambda v, m=model: m.predict_proba(v[:, columns]), x)
             add(f"{name} on blendshapes ({pre})", pred, kind="baseline", n_train=n_train,
@@ -287,11 +293,21 @@ def plot_accuracy(report: dict, out: Path) -> None:
     benchlib.save_png(fig, out / "confusion.png")
 
 
+def default_extra_models() -> list[Path]:
+    from emotion_estimator.classifier import default_model_path
+
+    lstm = default_model_path().with_name("lstm.onnx")
+    return [lstm] if lstm.is_file() else []
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--csv", type=Path, default=benchlib.FER2013_CSV, help="FER2013 csv(.gz)")
     p.add_argument("--features", type=Path, help=f"blendshape Parquet (default {DATASET})")
     p.add_argument("--model", type=Path, help="classifier .onnx (default: the shipped one)")
+    p.add_argument("--extra-models", nargs="*", type=Path, default=default_extra_models(),
+                   help="more .onnx classifiers to score beside --model (default: the shipped "
+                        "lstm.onnx, the paper's architecture, when present)")
     p.add_argument("--preprocess", nargs="*", help="preprocess variants to score (default all)")
     p.add_argument("--fer", nargs="*", default=["tflite:api", "tflite:tight", "keras:api"],
                    choices=list(FER_LABELS), help="peer variants, backend:crop (first = default)")
