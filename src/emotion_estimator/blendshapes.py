@@ -57,8 +57,8 @@ class FaceLandmarker:
 
     In image mode MediaPipe keeps its top ``num_faces`` detections before the landmark model
     rejects weak ones, so asking for exactly one face can return none on a group photo: it is
-    asked for ``max_faces + STILL_EXTRA_FACES`` and the largest ``max_faces`` are returned,
-    left to right.
+    asked for ``max_faces + extra_candidates`` (default ``STILL_EXTRA_FACES`` in image mode,
+    0 in video mode) and the largest ``max_faces`` are returned, left to right.
     """
 
     def __init__(
@@ -70,6 +70,7 @@ class FaceLandmarker:
         min_detection_confidence: float = 0.5,
         min_presence_confidence: float = 0.5,
         min_tracking_confidence: float = 0.5,
+        extra_candidates: int | None = None,
     ) -> None:
         from mediapipe.tasks.python import BaseOptions, vision
 
@@ -79,13 +80,15 @@ class FaceLandmarker:
             raise ValueError(f"mode must be 'image' or 'video', not {mode!r}")
         if max_faces < 1:
             raise ValueError("max_faces must be at least 1")
+        if extra_candidates is None:
+            extra_candidates = STILL_EXTRA_FACES if mode == "image" else 0
         self.mode = mode
         self.max_faces = max_faces
         running = vision.RunningMode.IMAGE if mode == "image" else vision.RunningMode.VIDEO
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(landmarker_path(model_path))),
             running_mode=running,
-            num_faces=max_faces + (STILL_EXTRA_FACES if mode == "image" else 0),
+            num_faces=max_faces + extra_candidates,
             min_face_detection_confidence=min_detection_confidence,
             min_face_presence_confidence=min_presence_confidence,
             min_tracking_confidence=min_tracking_confidence,
