@@ -68,7 +68,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="rebuild a finished OUT (without it, an existing dataset is never "
                         "overwritten)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
+                   help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         augment_copies=args.augment_copies, max_angle=args.max_angle,
         min_detection_confidence=args.min_detection_confidence, workers=args.workers,
         chunk_size=args.chunk_size, on_bad_row=args.on_bad_row, force=args.force,
-        progress=not args.quiet, table3_full=args.table3_full)
+        progress=not args.no_progress, table3_full=args.table3_full)
     report = prepare(opts)
     rows = report["rows"]
     rates = "; ".join(f"{name}: {100 * det['rate_all']:.1f}% detected"
