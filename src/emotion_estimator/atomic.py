@@ -18,6 +18,19 @@ def is_special(path: Path) -> bool:
     return path.exists() and not path.is_file() and not path.is_dir()
 
 
+def temp_beside(path: Path, suffix: str = ".part") -> Path:
+    """A new empty hidden file beside ``path``, with the permissions ``open`` would give.
+
+    (``mkstemp`` makes it 0600; a published output should not be.)
+    """
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)
+    return Path(name)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside ``path``; it replaces ``path`` only when the block succeeds.
@@ -29,12 +42,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     if is_special(path):
         yield path
         return
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    tmp = temp_beside(path)
     try:
         yield tmp
         os.replace(tmp, path)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import queue
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import temp_beside
 from .estimator import FrameResult
 
 # BGR colours per class name; classes not listed get one from the palette
@@ -94,13 +94,8 @@ class VideoWriter:
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix or ".mp4",
-                                   dir=self.path.parent)
-        os.close(fd)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        self._tmp: Path | None = Path(tmp)
+        # the suffix tells OpenCV the container
+        self._tmp: Path | None = temp_beside(self.path, self.path.suffix or ".mp4")
 
     def _open(self, width: int, height: int) -> None:
         import cv2
