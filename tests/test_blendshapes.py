@@ -59,3 +59,16 @@ def test_video_mode_needs_timestamps_and_rejects_bad_images(landmarker_model):
         assert lm.detect(np.zeros((32, 32), np.uint8), 0.0) == []
     with pytest.raises(ValueError, match="max_faces"):
         FaceLandmarker(landmarker_model, max_faces=0)
+
+
+def test_landmarker_left_open_exits_without_traceback(landmarker_model):
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from emotion_estimator.blendshapes import FaceLandmarker;"
+            f"lm = FaceLandmarker({str(landmarker_model)!r}, mode='video');"
+            "lm.detect(np.zeros((32, 32, 3), np.uint8), 0.0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0
+    assert "Traceback" not in proc.stderr

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
+import atexit
 import os
+import weakref
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,6 +42,17 @@ def _box(landmarks: np.ndarray, width: int, height: int) -> tuple[float, float, 
     x0, y0 = landmarks[:, 0].min() * width, landmarks[:, 1].min() * height
     x1, y1 = landmarks[:, 0].max() * width, landmarks[:, 1].max() * height
     return float(x0), float(y0), float(x1 - x0), float(y1 - y0)
+
+
+_OPEN: weakref.WeakSet[FaceLandmarker] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_landmarkers() -> None:
+    """Close landmarkers left open, while the interpreter can still run MediaPipe's teardown
+    (left to garbage collection at exit, MediaPipe prints a traceback)."""
+    for landmarker in list(_OPEN):
+        landmarker.close()
 
 
 def largest_faces(faces: list[Face], max_faces: int) -> list[Face]:
@@ -96,6 +108,7 @@ class FaceLandmarker:
         )
         self._landmarker = vision.FaceLandmarker.create_from_options(options)
         self._last_ms = -1
+        _OPEN.add(self)
 
     def detect(self, image: np.ndarray, timestamp_s: float | None = None, *,
                bgr: bool = True) -> list[Face]:
@@ -128,6 +141,7 @@ class FaceLandmarker:
         if self._landmarker is not None:
             self._landmarker.close()
             self._landmarker = None
+        _OPEN.discard(self)
 
     def __enter__(self) -> FaceLandmarker:
         return self
@@ -135,9 +149,6 @@ class FaceLandmarker:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # interpreter shutdown: nowhere to report
-            self.close()
 
 
 def _to_rgb(image: np.ndarray, bgr: bool) -> np.ndarray:
