@@ -144,7 +144,11 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]],
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write a file through a temporary sibling and ``os.replace`` (never half-written)."""
+    """Write a file through a temporary sibling and ``os.replace`` (never half-written).
+
+    A standalone twin of ``emotion_estimator.atomic.atomic_path``: ``peers/fer_runner.py``
+    imports this module inside the peer's venv, where emotion_estimator is not installed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
