@@ -1,16 +1,18 @@
-"""Accuracy on FER2013 PrivateTest, 3 classes: our classifier vs ``fer`` vs plain baselines.
+"""Accuracy, 3 classes, end to end: our runtime vs ``fer`` on FER2013 and on real photos.
 
-Every one of the 3589 PrivateTest images counts; where MediaPipe finds no face our pipeline
-answers ``unknown``. ``fer`` classifies each whole 48x48 crop (``face_rectangles=[(0, 0, 48,
-48)]``, its own padding and resizing) and its 7 classes are folded to 3 (argmax over 7, then
-happy / sad / other; the "summed" row instead adds the five other probabilities).
+Sets: FER2013 PrivateTest with its original labels and with FER+ majority labels (all images,
+no face = ``unknown``, and the faces MediaPipe found), and a labelled folder of real photos
+(``../shared/data/muxspace``: all images end to end, and the faces both tools found).
 
-    .venv/bin/python benchmarks/bench_accuracy.py                  # all, results/accuracy.*
-    .venv/bin/python benchmarks/bench_accuracy.py --features data/dev/raw.parquet --skip-fer
+Our predictions go through the public runtime, whatever inputs a model declares:
+``EmotionEstimator(model=..., max_faces=1).analyze_image(...)``, the largest face; FER2013's
+48x48 crops get the dataset's ``pad`` preprocessing first. ``fer`` runs in its own venv: the
+whole crop on FER2013 (``detect_emotions`` on the crop, and its CNN on the tight crop), its
+own Haar detection on the photos. Predictions are cached in ``runs/bench/`` by model (sha256
+of the .onnx and its .json) and data; a rerun only computes what is missing.
 
-Features: a Parquet table with ``image_id`` and the 52 blendshape columns (NaN or absent row =
-no face), optionally ``split``, ``preprocess`` and ``augmented`` (the dataset of
-``emotion-estimator prepare``). The peer's predictions are cached in ``runs/bench/``.
+    .venv/bin/python benchmarks/bench_accuracy.py --model default lstm   # results/accuracy.*
+    .venv/bin/python benchmarks/bench_accuracy.py --limit 200            # quick, runs/bench/
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import platform
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,217 +36,395 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 from benchlib import CLASSES3, RESULTS, RUNS  # noqa: E402
 
-from emotion_estimator import BLENDSHAPE_NAMES  # noqa: E402
-
-DATASET = benchlib.REPO / "data" / "fer2013-bs" / "dataset.parquet"
+SHARED_DATA = benchlib.REPO.parent / "shared" / "data"
+FERPLUS_CSV = SHARED_DATA / "ferplus" / "fer2013new.csv"
+FOLDER = SHARED_DATA / "muxspace"
 FER_PYTHON = benchlib.REPO / "benchmarks" / ".venv-fer" / "bin" / "python"
 FER_RUNNER = benchlib.REPO / "benchmarks" / "peers" / "fer_runner.py"
+FERPLUS_EMOTIONS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
+                    "contempt")
+FERPLUS_TO_3 = {"happiness": "happy", "sadness": "sad"}  # every other emotion: unknown
+FER_LABELS = {"tflite:api": "fer (detect_emotions on the crop)",
+              "tflite:tight": "fer CNN on the tight crop",
+              "keras:api": "fer Keras (detect_emotions on the crop)",
+              "keras:tight": "fer Keras CNN on the tight crop"}
+PRED_COLUMNS = ["image_id", "faces", "x", "y", "w", "h", "label", *[f"p_{c}" for c in CLASSES3]]
+UNKNOWN = CLASSES3.index("unknown")
+PREDICTIONS = {"computed": 0, "from_cache": 0}  # counted by cached(), shown in the report
 
 
-def private_test_labels(csv: Path) -> pd.DataFrame:
-    """``image_id, y`` (index into CLASSES3) of the PrivateTest rows, in file order."""
-    frame = pd.read_csv(csv, usecols=["emotion", "Usage"])
-    frame["image_id"] = np.arange(len(frame))
-    frame = frame[frame["Usage"] == "PrivateTest"].reset_index(drop=True)
-    return pd.DataFrame({"image_id": frame["image_id"], "y": benchlib.fold7(frame["emotion"])})
+# ---------------------------------------------------------------- data
 
 
-def read_features(path: Path) -> pd.DataFrame:
-    """The blendshape table, un-augmented rows only for evaluation, with a ``preprocess``."""
-    try:
-        table = pd.read_parquet(path)
-    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        benchlib.fail(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})")
-    missing = [c for c in ("image_id", *BLENDSHAPE_NAMES) if c not in table.columns]
+@dataclass
+class ImageSet:
+    """Images of one source: ids, 3-class labels (index into CLASSES3), a BGR loader."""
+
+    name: str
+    key: str  # names the cache files: data + preprocessing
+    ids: np.ndarray
+    y: np.ndarray
+    load: Callable[[int], np.ndarray]  # position -> BGR image
+    paths: list[str] | None = None
+    info: dict = field(default_factory=dict)
+
+
+def subsample(n: int, limit: int | None, seed: int = 0) -> np.ndarray:
+    """Positions of a seeded random subset of ``limit`` of ``n`` items (all when no limit),
+    in their original order."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
+def file_sha256(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def fer2013_set(csv: Path, limit: int | None, preprocess: str) -> ImageSet:
+    """FER2013 PrivateTest, original labels, crops preprocessed as the dataset does."""
+    import cv2
+
+    from emotion_estimator.training.augment import Preprocess
+
+    meta, pixels = benchlib.load_fer2013(csv, usage="PrivateTest")
+    keep = subsample(len(meta), limit)
+    meta, pixels = meta.iloc[keep].reset_index(drop=True), pixels[keep]
+    pre = Preprocess(preprocess)
+    desc = "-".join(str(v) for v in pre.describe().values())
+
+    def load(i: int) -> np.ndarray:
+        return cv2.cvtColor(np.ascontiguousarray(pre(pixels[i])), cv2.COLOR_GRAY2BGR)
+
+    return ImageSet("FER2013 PrivateTest", f"fer2013-{file_sha256(csv)[:12]}-{desc}",
+                    meta["image_id"].to_numpy(np.int64), benchlib.fold7(meta["emotion"]), load,
+                    info={"preprocess": pre.describe(), "csv": str(csv)})
+
+
+def ferplus_labels(path: Path, ids: np.ndarray) -> tuple[np.ndarray, dict]:
+    """FER+ majority labels of FER2013 ``ids`` (row numbers): the votes folded to 3 classes
+    (happiness -> happy, sadness -> sad, the six other emotions -> unknown), the class with
+    most votes. -1 where dropped: ``unknown``/``NF`` (not a face) votes as many as the top
+    emotion, or a tie between two classes. Returns labels and the drop counts."""
+    votes = pd.read_csv(path)
+    missing = [c for c in (*FERPLUS_EMOTIONS, "unknown", "NF") if c not in votes.columns]
     if missing:
-        benchlib.fail(f"{path}: not a blendshape table (missing {missing[:3]})")
-    if "preprocess" not in table.columns:
-        table["preprocess"] = "raw"
-    if "augmented" not in table.columns:
-        table["augmented"] = False
+        benchlib.fail(f"{path}: not a FER+ vote table (missing {missing[:3]})")
+    if ids.size and ids.max() >= len(votes):
+        benchlib.fail(f"{path}: {len(votes)} rows, fewer than FER2013's")
+    v = votes.iloc[ids]
+    counts = np.zeros((len(v), 3))
+    for emotion in FERPLUS_EMOTIONS:
+        counts[:, CLASSES3.index(FERPLUS_TO_3.get(emotion, "unknown"))] += v[emotion].to_numpy()
+    not_face = v[["unknown", "NF"]].to_numpy().max(axis=1) >= \
+        v[list(FERPLUS_EMOTIONS)].to_numpy().max(axis=1)
+    top = counts.max(axis=1, keepdims=True)
+    tie = ((counts == top).sum(axis=1) > 1) & ~not_face
+    y = np.where(not_face | tie, -1, counts.argmax(axis=1))
+    return y.astype(np.int64), {"not_face_or_unknown": int(not_face.sum()), "tie": int(tie.sum())}
+
+
+def folder_set(root: Path, limit: int | None, class_map: Path | None,
+               on_bad_image: str = "skip", holdout: float | None = None) -> ImageSet:
+    """A labelled folder of photos (see ``emotion_estimator.training.folders``); with
+    ``holdout``, only its fixed held-out part of that fraction."""
+    from emotion_estimator.training.folders import holdout_mask, read_labelled_folder
+    from emotion_estimator.video import read_image
+
+    folder = read_labelled_folder(root, class_map, on_bad_image=on_bad_image)
+    whole = folder.samples  # the cache key covers the whole folder: --limit reuses it
+    sizes = [Path(p).stat().st_size for p in whole["path"]]
+    stamp = hashlib.sha256(json.dumps([whole["image_id"].tolist(), whole["label"].tolist(),
+                                       sizes]).encode()).hexdigest()[:12]
+    part = whole[holdout_mask(whole["image_id"], holdout)] if holdout else whole
+    samples = part.iloc[subsample(len(part), limit)].reset_index(drop=True)
+    paths = samples["path"].tolist()
+    y = samples["label"].map(CLASSES3.index).to_numpy(np.int64)
+    title = f"{root.name} photos" + (f" (held-out {holdout:g})" if holdout else "")
+    return ImageSet(title, f"{root.name}-{stamp}",
+                    samples["image_id"].to_numpy(np.int64), y,
+                    lambda i: read_image(Path(paths[i])), paths,
+                    info={"root": str(root), "bad_images": folder.bad.to_dict("records"),
+                          "source_labels": folder.summary()["source_labels"]})
+
+
+# ---------------------------------------------------------------- predictions
+
+
+def cached(cache: Path, ids: np.ndarray, columns: list[str], compute, rerun: bool
+           ) -> pd.DataFrame:
+    """Rows of ``ids`` from a CSV cache; ``compute(missing_ids)`` fills the gaps (all of
+    ``ids`` with ``rerun``), which go into the cache (atomically) so a rerun or a larger
+    ``--limit`` reuses them."""
+    have = pd.read_csv(cache) if cache.is_file() else pd.DataFrame(columns=columns)
+    missing = np.unique(ids) if rerun else np.setdiff1d(ids, have["image_id"].to_numpy(np.int64))
+    PREDICTIONS["computed"] += int(missing.size)
+    PREDICTIONS["from_cache"] += int(len(ids) - missing.size)
+    if missing.size:
+        new = compute(missing)
+        have = pd.concat([have, new], ignore_index=True) if len(have) else new
+        have = have.drop_duplicates("image_id", keep="last").sort_values("image_id")
+        benchlib.write_atomic(cache, have.to_csv(index=False))
+    return have.set_index("image_id").loc[ids].reset_index()
+
+
+def model_identity(name: str | None) -> dict:
+    """Path, sha256 (of the .onnx and its .json: both decide the output), kind, classes."""
+    from emotion_estimator import EmotionClassifier
+
+    clf = EmotionClassifier.load(name)
+    if set(clf.classes) != set(CLASSES3):
+        benchlib.fail(f"model {clf.path}: classes {list(clf.classes)} are not {list(CLASSES3)}")
+    json_path = clf.path.with_suffix(".json")
+    files = [clf.path, json_path] if json_path.is_file() else [clf.path]
+    meta = clf.metadata
+    kind = meta.get("model", {}).get("kind") or "+".join(
+        str(i.get("kind")) for i in meta.get("inputs", [])) or "model"
+    return {"name": name or "default", "path": str(clf.path), "sha256": file_sha256(*files),
+            "onnx_sha256": file_sha256(clf.path), "kind": str(kind),
+            "trained": bool(getattr(clf, "trained", True))}
+
+
+def predict_ours(model: dict, images: ImageSet, rerun: bool) -> pd.DataFrame:
+    """Our label per image (largest face; no face -> ``unknown``), end to end."""
+    from emotion_estimator import EmotionEstimator
+
+    position = {int(i): k for k, i in enumerate(images.ids)}
+
+    def compute(missing: np.ndarray) -> pd.DataFrame:
+        rows, t = [], time.perf_counter()
+        with EmotionEstimator(model=model["path"], max_faces=1) as est:
+            for n, image_id in enumerate(missing, 1):
+                faces = est.analyze_image(images.load(position[int(image_id)]))
+                row: dict = {"image_id": int(image_id), "faces": len(faces)}
+                if faces:
+                    face = max(faces, key=lambda f: f.box[2] * f.box[3])
+                    row.update(zip("xywh", face.box, strict=True), label=face.label,
+                               **{f"p_{c}": face.raw_probabilities[c] for c in CLASSES3})
+                rows.append(row)
+                if n % 500 == 0 or n == len(missing):
+                    print(f"  {model['name']} on {images.name}: {n}/{len(missing)} "
+                          f"({time.perf_counter() - t:.0f} s)", file=sys.stderr)
+        return pd.DataFrame(rows, columns=PRED_COLUMNS)
+
+    cache = RUNS / f"ours_{images.key}_{model['sha256'][:16]}.csv"
+    table = cached(cache, images.ids, PRED_COLUMNS, compute, rerun)
+    table["pred"] = table["label"].map(
+        lambda v: CLASSES3.index(v) if isinstance(v, str) else UNKNOWN).astype(np.int64)
     return table
 
 
-def test_matrix(table: pd.DataFrame, ids: np.ndarray, preprocess: str) -> np.ndarray:
-    """(len(ids), 52) scores of the un-augmented rows of ``ids``; NaN where no face."""
-    rows = table[(table["preprocess"] == preprocess) & ~table["augmented"].astype(bool)]
-    rows = rows.drop_duplicates("image_id").set_index("image_id")
-    return rows.reindex(ids)[list(BLENDSHAPE_NAMES)].to_numpy(np.float32)
+def run_fer(args: list[str]) -> None:
+    if not FER_PYTHON.is_file():
+        benchlib.fail("peer venv missing: run benchmarks/peers/setup_fer.sh first "
+                      "(or pass --skip-fer)")
+    done = subprocess.run([str(FER_PYTHON), str(FER_RUNNER), *args], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        benchlib.fail(f"fer run failed: {benchlib.last_line(done.stderr)}", 1)
+    print("  fer: " + done.stdout.strip().splitlines()[-1], file=sys.stderr)
 
 
-def predict_or_unknown(proba_fn, x: np.ndarray) -> np.ndarray:
-    """Class index per row; rows without a face (NaN) are ``unknown``."""
-    found = np.isfinite(x).all(axis=1)
-    pred = np.full(len(x), CLASSES3.index("unknown"), dtype=np.int64)
-    if found.any():
-        pred[found] = proba_fn(x[found]).argmax(axis=1)
-    return pred
-
-
-def train_baselines(table: pd.DataFrame, preprocess: list[str], augmented: bool,
-                    columns: list[int], csv: Path) -> dict:
-    """Logistic regression and gradient boosting (scikit-learn defaults) on the rows the
-    classifier was trained on: train split, its preprocess variants, augmented copies if it
-    used them. Returns ``{name: (model, n_train, fit_seconds)}``."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    if "split" not in table.columns:
-        return {}
-    rows = table[(table["split"] == "train") & table["preprocess"].isin(preprocess)]
-    if not augmented:
-        rows = rows[~rows["augmented"].astype(bool)]
-    x = rows[list(BLENDSHAPE_NAMES)].to_numpy(np.float32)
-    keep = np.isfinite(x).all(axis=1)
-    rows, x = rows[keep], x[keep][:, columns]
-    if "label" in rows.columns:
-        y = rows["label"].map({c: i for i, c in enumerate(CLASSES3)}).to_numpy()
-    else:
-        emotion = pd.read_csv(csv, usecols=["emotion"])["emotion"].to_numpy()
-        y = benchlib.fold7(emotion[rows["image_id"].to_numpy()])
-    if len(y) == 0:
-        return {}
-    models = {
-        "logistic regression": make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
-        "gradient boosting": HistGradientBoostingClassifier(random_state=0),
-    }
-    out = {}
-    for name, model in models.items():
-        t = time.perf_counter()
-        model.fit(x, y)
-        out[name] = (model, len(y), time.perf_counter() - t)
-    return out
-
-
-FER_LABELS = {
-    "tflite:api": "fer default (TFLite int8, detect_emotions on the crop)",
-    "tflite:tight": "fer CNN on the tight crop (TFLite int8)",
-    "keras:api": "fer Keras float (detect_emotions on the crop)",
-    "keras:tight": "fer CNN on the tight crop (Keras float)",
-}
-
-
-def fer_predictions(variant: str, csv: Path, rerun: bool) -> pd.DataFrame:
-    """The peer's (n, 7) probabilities on PrivateTest, from cache or a fresh subprocess run."""
+def fer_crops(variant: str, images: ImageSet, rerun: bool) -> np.ndarray:
+    """fer on FER2013 whole crops (all PrivateTest once, cached) -> 3-class predictions."""
     backend, crop = variant.split(":")
     cache = RUNS / f"fer_{backend}_{crop}_privatetest.csv"
     if rerun or not cache.is_file():
-        if not FER_PYTHON.is_file():
-            benchlib.fail("peer venv missing: run benchmarks/peers/setup_fer.sh first")
-        cmd = [str(FER_PYTHON), str(FER_RUNNER), "accuracy", "--backend", backend,
-               "--crop", crop, "--csv", str(csv), "--out", str(cache)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            benchlib.fail(f"fer run failed: {benchlib.last_line(done.stderr)}", 1)
-        print(done.stdout.strip().splitlines()[-1], file=sys.stderr)
-    return pd.read_csv(cache)
+        run_fer(["accuracy", "--backend", backend, "--crop", crop, "--csv",
+                 images.info["csv"], "--out", str(cache)])
+    table = pd.read_csv(cache).set_index("image_id")
+    if not np.isin(images.ids, table.index).all():
+        benchlib.fail(f"{cache} does not cover PrivateTest: pass --rerun")
+    p7 = table.loc[images.ids, list(benchlib.FER7)].to_numpy()
+    return benchlib.fold7(p7.argmax(axis=1))
+
+
+def fer_photos(images: ImageSet, rerun: bool) -> pd.DataFrame:
+    """fer with its own Haar detection on photos: ``faces`` and 3-class ``pred`` per image."""
+    columns = ["image_id", "faces", *"xywh", *benchlib.FER7]
+    position = {int(i): k for k, i in enumerate(images.ids)}
+
+    def compute(missing: np.ndarray) -> pd.DataFrame:
+        with tempfile.TemporaryDirectory() as tmp:
+            todo = Path(tmp) / "list.csv"
+            pd.DataFrame({"image_id": missing, "path": [images.paths[position[int(i)]]
+                                                        for i in missing]}).to_csv(todo,
+                                                                                   index=False)
+            run_fer(["folder", str(todo), "--out", str(Path(tmp) / "out.csv")])
+            return pd.read_csv(Path(tmp) / "out.csv")
+
+    table = cached(RUNS / f"fer_tflite_folder_{images.key}.csv", images.ids, columns, compute,
+                   rerun)
+    p7 = table[list(benchlib.FER7)].to_numpy()
+    found = table["faces"].to_numpy() > 0
+    pred = np.full(len(table), UNKNOWN, dtype=np.int64)
+    pred[found] = benchlib.fold7(p7[found].argmax(axis=1))
+    table["pred"] = pred
+    return table
+
+
+# ---------------------------------------------------------------- report
+
+
+def view(title: str, y: np.ndarray, methods: list[tuple[str, str, np.ndarray, np.ndarray]],
+         mask: np.ndarray, note: str) -> dict | None:
+    """One table: ``methods`` = (name, kind, predictions, face found), all on ``y[mask]``
+    (``None`` when the mask is empty)."""
+    if not mask.any():
+        return None
+    rows = []
+    for name, kind, pred, found in methods:
+        m = benchlib.metrics(y[mask], pred[mask])
+        rows.append({"method": name, "kind": kind, "face_found": float(found[mask].mean()), **m})
+    return {"title": title, "n": int(mask.sum()), "note": note,
+            "class_counts": np.bincount(y[mask], minlength=3).tolist(), "rows": rows}
 
 
 def evaluate(args: argparse.Namespace) -> dict:
-    from emotion_estimator import EmotionClassifier
+    start = time.perf_counter()
+    models = [model_identity(None if m == "default" else m) for m in args.model]
+    sets: dict[str, dict] = {}
+    info: dict = {}
 
-    labels = private_test_labels(args.csv)
-    ids, y = labels["image_id"].to_numpy(), labels["y"].to_numpy()
-    results: list[dict] = []
-
-    def add(name: str, pred: np.ndarray, **extra) -> None:
-        results.append({"method": name, **benchlib.metrics(y, pred), **extra})
-        print(f"{name:44s} acc {results[-1]['accuracy']:.4f}  "
-              f"F1 {results[-1]['macro_f1']:.4f}", file=sys.stderr)
-
-    clf = EmotionClassifier.load(args.model)
-    if tuple(clf.classes) != CLASSES3:
-        benchlib.fail(f"model classes {clf.classes} are not {CLASSES3}")
-    columns = [BLENDSHAPE_NAMES.index(n) for n in clf.blendshapes]
-    tag = "" if clf.trained else " [UNTRAINED placeholder]"
-    kind = str(clf.metadata.get("model", {}).get("kind", "model"))
-    kind = kind.upper() if kind in ("lstm", "gru") else kind
-    features = args.features if args.features else DATASET
-    table = read_features(features)
-    available = sorted(table["preprocess"].unique(), key=lambda p: (p != "raw", p))  # raw first
-    trained_on = clf.metadata.get("training", {}).get("preprocess") or available
-    augmented = bool(clf.metadata.get("training", {}).get("augmented", True))
-    baselines = {} if args.skip_baselines else train_baselines(
-        table, [p for p in trained_on if p in available], augmented, columns, args.csv)
-    for pre in args.preprocess or available:
-        x = test_matrix(table, ids, pre)
-        found = np.isfinite(x).all(axis=1)
-        face = {"face_found": float(found.mean()), "preprocess": pre}
-        pred = predict_or_unknown(clf.predict_proba, x)
-        add(f"emotion-estimator {kind} ({pre}){tag}", pred, kind="ours", **face,
-            detected_only=benchlib.metrics(y[found], pred[found]))
-        for path in args.extra_models:
-            other = EmotionClassifier.load(path)
-            pred = predict_or_unknown(other.predict_proba, x)
-            name = other.metadata.get("model", {}).get("kind", "model")
-            add(f"emotion-estimator {path.name}, {name} ({pre})", pred, kind="ours-extra",
-                **face, detected_only=benchlib.metrics(y[found], pred[found]))
-        for name, (model, n_train, fit_s) in baselines.items():
-            pred = predict_or_unknown(lambda v, m=model: m.predict_proba(v[:, columns]), x)
-            add(f"{name} on blendshapes ({pre})", pred, kind="baseline", n_train=n_train,
-                fit_s=fit_s, **face, detected_only=benchlib.metrics(y[found], pred[found]))
+    fer_set = fer2013_set(args.csv, args.limit, args.preprocess)
+    ours = {m["name"]: predict_ours(m, fer_set, args.rerun) for m in models}
+    methods = [(f"ours: {m['name']} ({m['kind']})", "ours", ours[m["name"]]["pred"].to_numpy(),
+                ours[m["name"]]["faces"].to_numpy() > 0) for m in models]
     if not args.skip_fer:
-        for variant in args.fer:
-            fer = fer_predictions(variant, args.csv, args.rerun_fer)
-            if not np.array_equal(fer["image_id"].to_numpy(), ids):
-                benchlib.fail("fer predictions do not cover PrivateTest in order; --rerun-fer")
-            p7 = fer[list(benchlib.FER7)].to_numpy()
-            seven = float((p7.argmax(axis=1) == fer["emotion"].to_numpy()).mean())
-            add(FER_LABELS[variant], benchlib.fold7(p7.argmax(axis=1)), kind="fer",
-                face_found=1.0, variant=variant, accuracy_7class=seven)
-            if variant == args.fer[0]:
-                add(FER_LABELS[variant] + ", summed fold", benchlib.fold_proba(p7).argmax(axis=1),
-                    kind="fer", face_found=1.0, variant=variant)
+        everywhere = np.ones(len(fer_set.ids), dtype=bool)
+        methods += [(FER_LABELS[v], "fer", fer_crops(v, fer_set, args.rerun), everywhere)
+                    for v in args.fer]
+    detected = np.logical_and.reduce([f for _, k, _, f in methods if k == "ours"])
+    every = np.ones_like(detected)
+    plus_y, dropped = (ferplus_labels(args.ferplus, fer_set.ids) if args.ferplus.is_file()
+                       else (None, {}))
+    sets["fer2013"] = view("FER2013 PrivateTest, original labels, all images", fer_set.y,
+                           methods, every, "no face = unknown; fer classifies the whole crop")
+    sets["fer2013_detected"] = view(
+        "FER2013 PrivateTest, original labels, faces MediaPipe found", fer_set.y, methods,
+        detected, "fer on the same images")
+    if plus_y is not None:
+        kept = plus_y >= 0
+        note = (f"FER+ votes folded to 3 classes, majority; dropped "
+                f"{dropped['not_face_or_unknown']} images mostly voted not-a-face/unknown and "
+                f"{dropped['tie']} ties")
+        sets["ferplus"] = view("FER2013 PrivateTest, FER+ majority labels, all kept images",
+                               np.where(kept, plus_y, 0), methods, kept, note)
+        sets["ferplus_detected"] = view(
+            "FER2013 PrivateTest, FER+ majority labels, faces MediaPipe found",
+            np.where(kept, plus_y, 0), methods, kept & detected, note)
+        info["ferplus_dropped"] = dropped
+    info["fer2013"] = {"key": fer_set.key, **fer_set.info}
+
+    if not args.skip_folder:
+        photos = folder_set(args.folder, args.limit, args.class_map, args.on_bad_image,
+                            args.folder_holdout)
+        ours = {m["name"]: predict_ours(m, photos, args.rerun) for m in models}
+        methods = [(f"ours: {m['name']} ({m['kind']})", "ours",
+                    ours[m["name"]]["pred"].to_numpy(), ours[m["name"]]["faces"].to_numpy() > 0)
+                   for m in models]
+        if not args.skip_fer:
+            fer = fer_photos(photos, args.rerun)
+            methods.append(("fer (its Haar detection)", "fer", fer["pred"].to_numpy(),
+                            fer["faces"].to_numpy() > 0))
+        both = np.logical_and.reduce([f for *_, f in methods])
+        print(f"  {photos.name}: faces found by both tools in {both.sum()} of {len(both)}",
+              file=sys.stderr)
+        name = args.folder.name
+        sets[name] = view(f"{photos.name}, all images end to end", photos.y, methods,
+                          np.ones_like(both), "no face = unknown, for each tool")
+        found_by = "MediaPipe" if args.skip_fer else "both tools"
+        sets[f"{name}_both"] = view(f"{photos.name}, faces {found_by} found", photos.y,
+                                    methods, both, "")
+        info["folder"] = {"key": photos.key, **photos.info}
+    sets = {k: v for k, v in sets.items() if v is not None}
     return {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "command": benchlib.command_line(), "features": str(features),
-            "model": str(clf.path), "model_trained": clf.trained,
-            "model_sha256": hashlib.sha256(clf.path.read_bytes()).hexdigest(), "n": int(len(y)),
-            "class_counts": np.bincount(y, minlength=3).tolist(), "results": results,
-            "paper": benchlib.PAPER, "reproduction": benchlib.REPRODUCTION}
+            "command": benchlib.command_line(), "seconds": round(time.perf_counter() - start, 1),
+            "machine": f"{platform.machine()}, {benchlib.cpu_count()} CPUs",
+            "limit": args.limit, "predictions": dict(PREDICTIONS), "models": models,
+            "sets": sets, "data": info,
+            # the first table in the pre-issue-9 layout, read by headline.py
+            "model": models[0]["path"], "model_trained": models[0]["trained"],
+            "results": [{**r, "preprocess": args.preprocess, **(
+                {"variant": v} if (v := variant_of(r["method"])) else {})}
+                for r in sets["fer2013"]["rows"]],
+            "paper": benchlib.PAPER}
+
+
+def variant_of(method: str) -> str | None:
+    return next((k for k, v in FER_LABELS.items() if v == method), None)
+
+
+METRIC_HEADER = ["method", "images", "accuracy", "macro F1", "recall happy", "recall sad",
+                 "recall unknown", "sad->happy", "happy->sad", "face found"]
+
+
+def metric_row(r: dict) -> list:
+    return [r["method"], r["n"], r["accuracy"], r["macro_f1"], *r["recall"], r["sad_to_happy"],
+            r["happy_to_sad"], r["face_found"]]
+
+
+def overview(report: dict) -> str:
+    """Macro F1 (and sad recall) per set, one column per method."""
+    sets = report["sets"]
+    methods = list(dict.fromkeys(r["method"] for s in sets.values() for r in s["rows"]))
+    rows = []
+    for s in sets.values():
+        by = {r["method"]: r for r in s["rows"]}
+        rows.append([s["title"], s["n"], *[f"{by[m]['macro_f1']:.3f} / {by[m]['recall'][1]:.2f}"
+                                            if m in by else None for m in methods]])
+    return benchlib.markdown_table(["set", "images", *methods], rows,
+                                   align="lr" + "r" * len(methods))
+
+
+def describe_preprocess(pre: dict) -> str:
+    if pre.get("name") == "pad":
+        return f"{pre['pad']} px of border replication, then resized to {pre['size']} px"
+    return pre.get("name", "raw")
 
 
 def write_report(report: dict, out: Path) -> None:
-    """accuracy.json, accuracy.md and the two PNGs."""
+    """accuracy.json, accuracy.md, accuracy.png (macro F1 per set) and confusion.png."""
     benchlib.write_json(out / "accuracy.json", report)
-    rows = [[r["method"], r["accuracy"], r["macro_f1"], *r["f1"], r.get("face_found")]
-            for r in report["results"]]
-    rows.append(["paper (Attrah), its own test subset", benchlib.PAPER["accuracy"],
-                 benchlib.PAPER["macro_f1"], None, None, None, None])
-    rows.append(["public reproduction", benchlib.REPRODUCTION["accuracy"],
-                 benchlib.REPRODUCTION["macro_f1"], None, None, None, None])
-    header = ["method", "accuracy", "macro F1", "F1 happy", "F1 sad", "F1 unknown",
-              "face found"]
-    counts = dict(zip(CLASSES3, report["class_counts"], strict=True))
+    models = "; ".join(f"`{m['name']}` = `{shown_path(m['path'])}` ({m['kind']}, sha256 "
+                       f"{m['onnx_sha256'][:12]}…)" for m in report["models"])
+    pre = describe_preprocess(report["data"]["fer2013"]["preprocess"])
+    done = report.get("predictions", {"computed": "?", "from_cache": "?"})
     text = [
-        "# Accuracy on FER2013 PrivateTest (3 classes)\n\n",
-        f"{report['n']} images ({', '.join(f'{k} {v}' for k, v in counts.items())}); "
-        "no face found = `unknown`. Generated "
-        f"{report['created']} by `{report['command']}`. Our model: "
-        f"`{shown_path(report['model'])}` (sha256 {report['model_sha256'][:12]}…); "
-        f"blendshapes: `{shown_path(report['features'])}`.\n\n",
-        benchlib.markdown_table(header, rows, align="lrrrrrr"),
-        "\nThe paper's figures are on its own, smaller test subset (1646 images in its Table 4, "
-        "undetectable images removed), not on all 3589 PrivateTest images. fer is given the "
-        "face box (the whole crop), so it never misses a face; ours must find it first.\n",
-        *[f"\nfer's own 7-class accuracy, {r['method']}: {r['accuracy_7class']:.4f}.\n"
-          for r in report["results"] if "accuracy_7class" in r],
-        "\n## Our rows on the images where MediaPipe found a face\n\n",
-        benchlib.markdown_table(
-            ["method", "images", "accuracy", "macro F1"],
-            [[r["method"], r["detected_only"]["n"], r["detected_only"]["accuracy"],
-              r["detected_only"]["macro_f1"]] for r in report["results"] if "detected_only" in r],
-            align="lrrr"),
-        "\n## Confusion matrices (rows = truth happy, sad, unknown; columns = predicted)\n",
+        "# Accuracy, 3 classes (happy / sad / unknown), end to end\n\n",
+        f"Generated {report['created']} by `{report['command']}` in {report['seconds']:.0f} s "
+        f"({report['machine']}; {done['computed']} predictions computed, "
+        f"{done['from_cache']} from the cache in `runs/bench/`). Models: {models}.\n\n",
+        "Ours: `EmotionEstimator(model=..., max_faces=1).analyze_image`, the largest face; "
+        f"FER2013's 48x48 crops get the dataset's `pad` preprocessing ({pre}). fer 25.10.3: "
+        "7 classes folded to 3 (argmax, then happy / sad / other); on FER2013 it is handed "
+        "the whole crop (it never misses a face), on photos it finds faces with its own Haar "
+        "cascade. `sad->happy` = share of the sad faces called happy; `happy->sad` the "
+        "reverse.\n\nMacro F1 / sad recall:\n\n",
+        overview(report),
     ]
-    for r in report["results"]:
-        cm = r["confusion"]
-        text.append(f"\n**{r['method']}**\n\n" + benchlib.markdown_table(
-            ["truth \\ predicted", *CLASSES3], [[c, *cm[i]] for i, c in enumerate(CLASSES3)],
-            align="lrrr"))
+    for s in report["sets"].values():
+        counts = ", ".join(f"{c} {n}" for c, n in zip(CLASSES3, s["class_counts"], strict=True))
+        text.append(f"\n## {s['title']}\n\n{s['n']} images ({counts})"
+                    + (f"; {s['note']}" if s["note"] else "") + ".\n\n")
+        text.append(benchlib.markdown_table(METRIC_HEADER, [metric_row(r) for r in s["rows"]],
+                                            align="l" + "r" * 9))
+        text.append("\nConfusion (truth->predicted; h happy, s sad, u unknown):\n\n")
+        cells = [f"{a}->{b}" for a in "hsu" for b in "hsu"]
+        text.append(benchlib.markdown_table(
+            ["method", *cells], [[r["method"], *np.ravel(r["confusion"]).tolist()]
+                                 for r in s["rows"]], align="l" + "r" * 9))
+    bad = report["data"].get("folder", {}).get("bad_images") or []
+    if bad:
+        text.append(f"\n{len(bad)} images of the folder were left out: "
+                    + "; ".join(f"{b['path']} ({b['reason']})" for b in bad[:10]) + ".\n")
     benchlib.write_atomic(out / "accuracy.md", "".join(text))
-    plot_accuracy(report, out)
+    plot(report, out)
 
 
 def shown_path(path: str) -> str:
@@ -249,86 +433,118 @@ def shown_path(path: str) -> str:
     return str(p.relative_to(benchlib.REPO)) if p.is_relative_to(benchlib.REPO) else str(p)
 
 
-def plot_accuracy(report: dict, out: Path) -> None:
+def plot(report: dict, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    res = report["results"]
-    names = [r["method"] for r in res]
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(res) + 1.6))
-    pos = np.arange(len(res))
-    ax.barh(pos - 0.2, [r["accuracy"] for r in res], 0.4, label="accuracy")
-    ax.barh(pos + 0.2, [r["macro_f1"] for r in res], 0.4, label="macro F1")
-    ax.axvline(benchlib.PAPER["accuracy"], color="k", ls="--", lw=1, label="paper accuracy")
-    ax.axvline(benchlib.PAPER["macro_f1"], color="grey", ls=":", lw=1, label="paper macro F1")
-    ax.set_yticks(pos, names, fontsize=8)
+    sets = list(report["sets"].values())
+    methods = list(dict.fromkeys(r["method"] for s in sets for r in s["rows"]))
+    colors = {m: plt.cm.tab10(k % 10) for k, m in enumerate(methods)}
+    n_bars = sum(len(s["rows"]) for s in sets)
+    fig, ax = plt.subplots(figsize=(9, 0.22 * n_bars + 0.5 * len(sets) + 1.2))
+    pos, ticks = 0.0, []
+    for s in sets:
+        ticks.append((pos + (len(s["rows"]) - 1) / 2, s["title"].replace(", ", ",\n", 1)))
+        for r in s["rows"]:
+            ax.barh(pos, r["macro_f1"], 0.85, color=colors[r["method"]])
+            ax.text(r["macro_f1"] + 0.01, pos, f"{r['macro_f1']:.3f}", va="center", fontsize=6)
+            pos += 1
+        pos += 0.8
+    ax.set_yticks([t for t, _ in ticks], [lab for _, lab in ticks], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
-    ax.set_title(f"FER2013 PrivateTest, 3 classes (n={report['n']})")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_xlabel("macro F1 (3 classes)")
+    ax.legend([plt.Rectangle((0, 0), 1, 1, color=colors[m]) for m in methods], methods,
+              fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2)
     fig.tight_layout()
     benchlib.save_png(fig, out / "accuracy.png")
 
-    cols = min(3, len(res))
-    rows = -(-len(res) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.2 * rows), squeeze=False)
-    for ax, r in zip(axes.flat, res, strict=False):
-        cm = np.asarray(r["confusion"], dtype=float)
-        norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-        ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
-        for i in range(3):
-            for j in range(3):
-                ax.text(j, i, f"{int(cm[i, j])}\n{norm[i, j]:.2f}", ha="center", va="center",
-                        fontsize=7, color="white" if norm[i, j] > 0.5 else "black")
-        ax.set_xticks(range(3), CLASSES3, fontsize=7)
-        ax.set_yticks(range(3), CLASSES3, fontsize=7)
-        ax.set_title(r["method"], fontsize=7)
-    for ax in list(axes.flat)[len(res):]:
+    cols = max(len(s["rows"]) for s in sets)
+    fig, axes = plt.subplots(len(sets), cols, figsize=(2.6 * cols, 2.5 * len(sets)),
+                             squeeze=False)
+    for ax in axes.flat:
         ax.axis("off")
+    for i, s in enumerate(sets):
+        for j, r in enumerate(s["rows"]):
+            ax = axes[i, j]
+            ax.axis("on")
+            method = r["method"]
+            cm = np.asarray(r["confusion"], dtype=float)
+            norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+            ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+            for a in range(3):
+                for b in range(3):
+                    ax.text(b, a, f"{int(cm[a, b])}\n{norm[a, b]:.2f}", ha="center",
+                            va="center", fontsize=6,
+                            color="white" if norm[a, b] > 0.5 else "black")
+            ax.set_xticks(range(3), CLASSES3, fontsize=6)
+            ax.set_yticks(range(3), CLASSES3, fontsize=6)
+            ax.set_title(f"{method}\n{s['title']}", fontsize=5.5)
     fig.supxlabel("predicted", fontsize=8)
     fig.supylabel("truth", fontsize=8)
     fig.tight_layout()
     benchlib.save_png(fig, out / "confusion.png")
 
 
-def default_extra_models() -> list[Path]:
-    from emotion_estimator.classifier import default_model_path
-
-    lstm = default_model_path().with_name("lstm.onnx")
-    return [lstm] if lstm.is_file() else []
+def print_summary(report: dict) -> None:
+    for s in report["sets"].values():
+        print(s["title"], file=sys.stderr)
+        for r in s["rows"]:
+            print(f"  {r['method']:42s} acc {r['accuracy']:.3f}  F1 {r['macro_f1']:.3f}  "
+                  f"sad recall {r['recall'][1]:.2f}  sad->happy {r['sad_to_happy']:.3f}",
+                  file=sys.stderr)
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", nargs="+", default=["default"],
+                   help="models to measure: shipped names (default, lstm) or .onnx paths "
+                        "(default: %(default)s)")
+    p.add_argument("--limit", type=int, help="a seeded sample of N images per source (quick; "
+                   "results go to runs/bench/limit-N unless --out)")
     p.add_argument("--csv", type=Path, default=benchlib.FER2013_CSV, help="FER2013 csv(.gz)")
-    p.add_argument("--features", type=Path, help=f"blendshape Parquet (default {DATASET})")
-    p.add_argument("--model", type=Path, help="classifier .onnx (default: the shipped one)")
-    p.add_argument("--extra-models", nargs="*", type=Path, default=default_extra_models(),
-                   help="more .onnx classifiers to score beside --model (default: the shipped "
-                        "lstm.onnx, the paper's architecture, when present)")
-    p.add_argument("--preprocess", nargs="*", help="preprocess variants to score (default all)")
-    p.add_argument("--fer", nargs="*", default=["tflite:api", "tflite:tight", "keras:api"],
-                   choices=list(FER_LABELS), help="peer variants, backend:crop (first = default)")
+    p.add_argument("--ferplus", type=Path, default=FERPLUS_CSV,
+                   help="FER+ votes (skipped when absent)")
+    p.add_argument("--folder", type=Path, default=FOLDER, help="labelled folder of photos")
+    p.add_argument("--class-map", type=Path, help="JSON label -> class map for --folder")
+    p.add_argument("--on-bad-image", choices=["skip", "stop"], default="skip",
+                   help="images of --folder with an unknown label or not decodable: listed in "
+                        "the report and skipped, or stop (default: %(default)s)")
+    p.add_argument("--folder-holdout", type=float, metavar="FRACTION",
+                   help="score only the folder's fixed held-out part of this fraction "
+                        "(training.folders.holdout_mask; when the model used the rest)")
+    p.add_argument("--skip-folder", action="store_true")
+    p.add_argument("--preprocess", choices=["raw", "pad"], default="pad",
+                   help="how FER2013 crops are shown to MediaPipe (default: %(default)s)")
+    p.add_argument("--fer", nargs="*", default=["tflite:api", "tflite:tight"],
+                   choices=list(FER_LABELS), help="fer variants on FER2013, backend:crop")
     p.add_argument("--skip-fer", action="store_true")
-    p.add_argument("--rerun-fer", action="store_true", help="ignore the cached fer predictions")
-    p.add_argument("--skip-baselines", action="store_true")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--rerun", "--rerun-fer", action="store_true",
+                   help="ignore cached predictions (ours and fer)")
+    p.add_argument("--out", type=Path, help=f"results folder (default {shown_path(RESULTS)})")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        benchlib.fail("--limit must be at least 1")
+    if args.folder_holdout is not None and not 0 < args.folder_holdout < 1:
+        benchlib.fail("--folder-holdout must be between 0 and 1")
     if not args.csv.is_file():
         benchlib.fail(f"FER2013 not found: {args.csv}")
-    features = args.features or DATASET
-    if not features.is_file():
-        benchlib.fail(f"blendshape dataset not found: {features} (run 'emotion-estimator "
-                      "prepare' or pass --features)")
+    if not args.skip_folder and not args.folder.is_dir():
+        benchlib.fail(f"labelled folder not found: {args.folder} (or pass --skip-folder)")
+    if not args.skip_fer and not FER_PYTHON.is_file():
+        benchlib.fail("peer venv missing: run benchmarks/peers/setup_fer.sh first "
+                      "(or pass --skip-fer)")
+    out = args.out or (RESULTS if args.limit is None else RUNS / f"limit-{args.limit}")
     report = evaluate(args)
-    write_report(report, args.out)
-    print(json.dumps({r["method"]: round(r["accuracy"], 4) for r in report["results"]}))
+    write_report(report, out)
+    print_summary(report)
+    print(json.dumps({"out": str(out), "seconds": report["seconds"]}))
     return 0
 
 

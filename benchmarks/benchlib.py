@@ -99,7 +99,9 @@ def load_fer2013(path: Path = FER2013_CSV, usage: str | None = "PrivateTest"):
 
 
 def metrics(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int = 3) -> dict:
-    """Accuracy, macro F1, per-class F1 and the confusion matrix (rows = truth)."""
+    """Accuracy, macro F1, per-class F1 and recall, the confusion matrix (rows = truth) and,
+    for 3 classes in :data:`CLASSES3` order, the sad->happy and happy->sad rates (share of
+    true sad called happy, and the reverse)."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape or y_true.size == 0:
         raise ValueError("y_true and y_pred must be non-empty and of equal length")
@@ -110,13 +112,20 @@ def metrics(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int = 3) ->
     recall = np.divide(tp, cm.sum(1), out=np.zeros_like(tp), where=cm.sum(1) > 0)
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-    return {
+    out = {
         "n": int(y_true.size),
         "accuracy": float(tp.sum() / cm.sum()),
         "macro_f1": float(f1.mean()),
         "f1": [float(v) for v in f1],
+        "recall": [float(v) for v in recall],
         "confusion": cm.tolist(),
     }
+    if n_classes == 3:
+        happy, sad = CLASSES3.index("happy"), CLASSES3.index("sad")
+        rows = np.maximum(cm.sum(1), 1)
+        out["sad_to_happy"] = float(cm[sad, happy] / rows[sad])
+        out["happy_to_sad"] = float(cm[happy, sad] / rows[happy])
+    return out
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]],
@@ -172,6 +181,14 @@ def write_json(path: Path, obj: object) -> None:
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MiB (Linux ru_maxrss is KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def cpu_seconds() -> float:

@@ -113,7 +113,8 @@ def test_camera_run_that_ends_keeps_the_output(stop, monkeypatch, tmp_path, caps
                                                landmarker_model, tiny_model):
     error = (SourceError("camera 7 stopped delivering frames") if stop == "camera_fails"
              else KeyboardInterrupt())
-    monkeypatch.setattr("emotion_estimator.video.open_source", lambda _: FakeCamera(5, error))
+    monkeypatch.setattr("emotion_estimator.video.open_source",
+                        lambda *_, **__: FakeCamera(5, error))
     out = tmp_path / "rows.csv"
     code, err = run(capsys, "--camera", "7", "--model", str(tiny_model), "-o", str(out))
     assert "Traceback" not in err
@@ -149,6 +150,8 @@ def test_bad_input_gives_one_line_and_exit_2(case, tmp_path, capsys, monkeypatch
     not_onnx.write_bytes(b"this is not a protobuf")
     not_onnx.with_suffix(".json").write_text(tiny_model.with_suffix(".json").read_text())
     wide = write_model(tmp_path / "wide.onnx", width=10)
+    still = tmp_path / "grey.png"  # a good input: the model / option is what is wrong
+    cv2.imwrite(str(still), np.full((32, 32, 3), 128, np.uint8))
     if case == "plot_without_matplotlib":
         monkeypatch.setitem(sys.modules, "matplotlib", None)
     model = ["--model", str(tiny_model)]
@@ -161,13 +164,13 @@ def test_bad_input_gives_one_line_and_exit_2(case, tmp_path, capsys, monkeypatch
                             "does not exist"),
         "annotate_suffix": ([str(text), "--annotate", str(tmp_path / "a.png")],
                             "--annotate: write a video"),
-        "not_onnx": ([str(text), "--model", str(not_onnx)], "not a readable ONNX model"),
-        "wrong_width": ([str(text), "--model", str(wide)], "input shape"),
+        "not_onnx": ([str(still), "--model", str(not_onnx)], "not a readable ONNX model"),
+        "wrong_width": ([str(still), "--model", str(wide)], "input shape"),
         "no_input": ([], "give INPUT files or --camera N"),
         "parquet_stdout": ([str(text), *model, "-f", "parquet"], "parquet"),
         "plot_without_matplotlib": ([str(text), "--plot", str(tmp_path / "t.png")],
                                     "matplotlib"),
-        "smoothing_param": ([str(text), *model, "--smoothing", "hmm", "--smoothing-param",
+        "smoothing_param": ([str(still), *model, "--smoothing", "hmm", "--smoothing-param",
                              "hold_s=0.2"], "--smoothing-param: hmm filter"),
     }[case]
     code, err = run(capsys, *args)
@@ -184,7 +187,7 @@ def test_show_window_quits_on_q_and_keeps_the_output(monkeypatch, tmp_path, caps
     monkeypatch.setattr(cv2, "waitKey", lambda delay: next(keys))
     monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
     monkeypatch.setattr("emotion_estimator.video.open_source",
-                        lambda _: FakeCamera(100, SourceError("not reached")))
+                        lambda *_, **__: FakeCamera(100, SourceError("not reached")))
     out = tmp_path / "rows.jsonl"
     code, err = run(capsys, "--camera", "7", "--show", "--model", str(tiny_model),
                     "-o", str(out))

@@ -5,10 +5,12 @@ Fast and offline: the peer (fer, TensorFlow) and the heavy runs are not exercise
 
 from __future__ import annotations
 
+import json
 import stat
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,7 +22,6 @@ import bench_accuracy  # noqa: E402
 import bench_speed  # noqa: E402
 import benchlib  # noqa: E402
 
-from emotion_estimator import BLENDSHAPE_NAMES  # noqa: E402
 from emotion_estimator.cli import cli  # noqa: E402
 
 
@@ -90,35 +91,100 @@ def test_write_atomic_keeps_old_file_when_writing_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
 
-def _table() -> pd.DataFrame:
-    rows = []
-    for pre in ("raw", "pad"):
-        for image_id, augmented in ((10, False), (10, True), (11, False)):
-            value = image_id + (0.5 if augmented else 0) + (100 if pre == "pad" else 0)
-            scores = np.full(52, value)
-            rows.append({"image_id": image_id, "preprocess": pre, "augmented": augmented,
-                         **dict(zip(BLENDSHAPE_NAMES, scores, strict=True))})
-    return pd.DataFrame(rows)
+def test_metrics_give_recall_and_the_two_crossing_rates():
+    # truth: 4 happy, 5 sad, 1 unknown
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 2])
+    pred = np.array([0, 0, 0, 1, 0, 0, 1, 1, 2, 2])
+    m = benchlib.metrics(y, pred)
+    assert m["recall"] == pytest.approx([0.75, 0.4, 1.0])
+    assert m["sad_to_happy"] == pytest.approx(2 / 5)
+    assert m["happy_to_sad"] == pytest.approx(1 / 4)
+    assert "sad_to_happy" not in benchlib.metrics([0, 1], [1, 1], n_classes=2)
 
 
-def test_test_matrix_picks_variant_skips_augmented_and_marks_missing():
-    x = bench_accuracy.test_matrix(_table(), np.array([11, 12, 10]), "pad")
-    assert x.shape == (3, 52)
-    assert np.all(x[0] == 111) and np.all(x[2] == 110)  # un-augmented pad rows only
-    assert np.isnan(x[1]).all()  # id 12 has no row: no face
+def test_ferplus_labels_fold_votes_and_drop_non_faces_and_ties(tmp_path):
+    cols = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
+            "contempt", "unknown", "NF"]
+    votes = [[0, 6, 0, 2, 0, 0, 0, 0, 2, 0],   # happy
+             [3, 4, 3, 0, 0, 0, 0, 0, 0, 0],   # folded: unknown 6 > happy 4
+             [0, 0, 0, 7, 0, 0, 0, 0, 3, 0],   # sad
+             [0, 2, 0, 0, 0, 0, 0, 0, 2, 6],   # not a face: dropped
+             [0, 5, 0, 5, 0, 0, 0, 0, 0, 0],   # tie: dropped
+             [0, 0, 0, 0, 0, 0, 0, 0, 10, 0]]  # all unknown: dropped
+    path = tmp_path / "ferplus.csv"
+    pd.DataFrame(votes, columns=cols).assign(Usage="PrivateTest").to_csv(path, index=False)
+    y, dropped = bench_accuracy.ferplus_labels(path, np.arange(6))
+    assert y.tolist() == [0, 2, 1, -1, -1, -1]
+    assert dropped == {"not_face_or_unknown": 2, "tie": 1}
+    y, _ = bench_accuracy.ferplus_labels(path, np.array([2, 0]))  # by FER2013 row number
+    assert y.tolist() == [1, 0]
 
 
-def test_predict_or_unknown_sends_faceless_rows_to_unknown():
-    x = np.array([[0.0] * 52, [np.nan] * 52, [1.0] * 52], dtype=np.float32)
-    seen = []
+def test_subsample_is_seeded_sorted_and_whole_without_limit():
+    assert bench_accuracy.subsample(5, None).tolist() == [0, 1, 2, 3, 4]
+    assert bench_accuracy.subsample(5, 9).tolist() == [0, 1, 2, 3, 4]
+    part = bench_accuracy.subsample(1000, 10)
+    assert len(set(part)) == 10 and part.tolist() == sorted(part)
+    assert part.tolist() == bench_accuracy.subsample(1000, 10).tolist()
 
-    def proba(v):
-        seen.append(len(v))
-        return np.tile([0.1, 0.8, 0.1], (len(v), 1))  # always "sad"
 
-    pred = bench_accuracy.predict_or_unknown(proba, x)
-    assert [benchlib.CLASSES3[i] for i in pred] == ["sad", "unknown", "sad"]
-    assert seen == [2]  # the classifier never sees the NaN row
+def test_cache_computes_only_what_is_missing(tmp_path):
+    calls = []
+
+    def compute(ids):
+        calls.append(ids.tolist())
+        return pd.DataFrame({"image_id": ids, "v": ids * 10})
+
+    cache = tmp_path / "c.csv"
+    first = bench_accuracy.cached(cache, np.array([3, 1]), ["image_id", "v"], compute, False)
+    assert first["image_id"].tolist() == [3, 1] and first["v"].tolist() == [30, 10]
+    again = bench_accuracy.cached(cache, np.array([1, 2, 3]), ["image_id", "v"], compute, False)
+    assert again["v"].tolist() == [10, 20, 30]
+    assert calls == [[1, 3], [2]]
+    bench_accuracy.cached(cache, np.array([1]), ["image_id", "v"], compute, True)
+    assert calls[-1] == [1]  # recomputed; the other rows stay cached
+    assert pd.read_csv(cache)["image_id"].tolist() == [1, 2, 3]
+
+
+def test_bench_accuracy_end_to_end_on_tiny_data(tmp_path, media, landmarker_model,
+                                                monkeypatch, capsys):
+    """Tiny FER2013 + a 2-photo folder through the real runtime, fer skipped."""
+    rng = np.random.default_rng(0)
+    rows = [{"emotion": e, "pixels": " ".join(map(str, rng.integers(0, 255, 48 * 48))),
+             "Usage": u} for e, u in ((3, "Training"), (4, "PrivateTest"), (6, "PrivateTest"))]
+    csv = tmp_path / "fer.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    folder = tmp_path / "photos"
+    (folder / "happiness").mkdir(parents=True)
+    (folder / "neutral").mkdir()
+    (folder / "happiness" / "face.jpg").write_bytes((media / "single_face.jpg").read_bytes())
+    cv2.imwrite(str(folder / "neutral" / "blank.png"), np.zeros((64, 64, 3), np.uint8))
+    (folder / "neutral" / "broken.jpg").write_bytes(b"not a jpeg")
+    monkeypatch.setattr(bench_accuracy, "RUNS", tmp_path / "runs")
+    out = tmp_path / "out"
+    code = bench_accuracy.main(["--csv", str(csv), "--folder", str(folder), "--skip-fer",
+                                "--ferplus", str(tmp_path / "absent.csv"), "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "accuracy.json").read_text())
+    # noise crops: MediaPipe finds no face, so there is no "detected" table
+    assert set(report["sets"]) == {"fer2013", "photos", "photos_both"}
+    fer = report["sets"]["fer2013"]
+    assert fer["n"] == 2 and fer["class_counts"] == [0, 1, 1]
+    photos = report["sets"]["photos"]["rows"][0]
+    assert photos["n"] == 2 and photos["face_found"] == 0.5  # the blank image has no face
+    assert report["results"][0]["kind"] == "ours"  # the layout headline.py reads
+    assert (out / "accuracy.md").is_file() and (out / "confusion.png").is_file()
+    assert len(list((tmp_path / "runs").glob("ours_*.csv"))) == 2  # predictions cached
+    assert [b["reason"] for b in report["data"]["folder"]["bad_images"]] == [
+        "not a decodable image"]
+    assert "broken.jpg (not a decodable image)" in (out / "accuracy.md").read_text()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:  # predictions now come from the cache
+        benchlib.guarded(lambda: bench_accuracy.main([
+            "--csv", str(csv), "--folder", str(folder), "--skip-fer", "--on-bad-image", "stop",
+            "--out", str(out)]))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and err[-1].endswith("broken.jpg: not a decodable image")
 
 
 def test_speed_summary_ratio_uses_medians_per_tool():
@@ -143,6 +209,16 @@ def test_cli_bench_reports_missing_input_in_one_line(tmp_path, capfd):
     err = capfd.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and "FER2013 not found" in err[0]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--limit", "0"], "--limit must be at least 1"),
+    (["--folder", "/no/such/folder"], "labelled folder not found")])
+def test_bench_accuracy_bad_options_exit_2_in_one_line(options, message, fer_csv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_accuracy.main(["--skip-fer", *options])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and message in err[0]
 
 
 def test_installed_size_follows_dependencies_and_aliases():

@@ -59,17 +59,22 @@ def test_multi_face_and_jsonl_stdout(media, landmarker_model):
     assert all(r["face_detected"] for r in rows)
 
 
-def test_folder_of_mixed_files_keeps_good_rows_and_reports_bad(media, landmarker_model,
-                                                               tmp_path):
+def test_folder_with_a_bad_file_is_refused_before_writing_unless_skip_bad(
+        media, landmarker_model, tmp_path):
     folder = tmp_path / "mixed"
     folder.mkdir()
     (folder / "face.jpg").write_bytes((media / "single_face.jpg").read_bytes())
     (folder / "broken.jpg").write_bytes((media / "single_face.jpg").read_bytes()[:300])
     (folder / "readme.txt").write_text("not media")
     out = tmp_path / "rows.csv"
+    out.write_text("previous,good\n1,2\n")
     proc = run_cli("blendshapes", str(folder), "-o", str(out))
-    assert proc.returncode == 2
-    assert "broken.jpg" in proc.stderr and "Traceback" not in proc.stderr
+    assert_one_line_error(proc, 2, "1 of 2 inputs unusable, nothing written")
+    assert "broken.jpg" in proc.stderr
+    assert out.read_text() == "previous,good\n1,2\n"  # the old table is untouched
+    proc = run_cli("blendshapes", str(folder), "-o", str(out), "--skip-bad")
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: skipped: cannot decode image" in proc.stderr and "broken.jpg" in proc.stderr
     df = pd.read_csv(out)
     assert df["source"].tolist() == [str(folder / "face.jpg")]
     assert df["mouthSmileLeft"].iloc[0] > 0.5

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emotion_estimator.temporal import EmaFilter, FilterBank, HmmFilter, make_filter
+from emotion_estimator.temporal import UNDECIDED, EmaFilter, FilterBank, HmmFilter, make_filter
 from emotion_estimator.tracking import FaceTracker, iou
 
 HAPPY, SAD, UNKNOWN = np.eye(3)
@@ -44,7 +44,11 @@ def test_filter_cuts_flicker_and_follows_a_real_change_quickly(kind):
     raw, smooth = labels_of("none", t, p), labels_of(kind, t, p)
     assert switches(raw) > 20  # the input really flickers
     assert switches(smooth) <= switches(raw) / 5
-    assert (smooth[t < 4] == 0).mean() > 0.95 and (smooth[t >= 4.5] == 1).mean() > 0.95
+    # a new face starts undecided and is decided within 0.5 s, never on the wrong class
+    first = int(np.argmax(smooth != UNDECIDED))
+    assert t[first] <= 0.5 and set(smooth[:first]) <= {UNDECIDED}
+    assert (smooth[(t >= 0.5) & (t < 4)] == 0).mean() > 0.95
+    assert (smooth[t >= 4.5] == 1).mean() > 0.95
     lag = follow_time(t, smooth, 4.0, target=1)
     assert 0 < lag <= 0.5
 
@@ -63,7 +67,8 @@ def test_parameters_are_in_seconds_not_frames(kind):
 
 def test_ema_hysteresis_needs_margin_and_hold():
     f = EmaFilter(3, time_constant_s=0.0, margin=0.2, hold_s=0.3)
-    assert f.update(HAPPY * 0.6 + SAD * 0.4, 0.0)[1] == 0
+    # the first label too needs the margin for hold_s
+    assert [f.update(HAPPY * 0.6 + SAD * 0.4, i / 10)[1] for i in range(4)] == [-1, -1, -1, 0]
     # sad leads, but by less than the margin: no switch however long it lasts
     for i in range(1, 40):
         assert f.update(np.array([0.35, 0.45, 0.2]), i / 10)[1] == 0
@@ -79,7 +84,7 @@ def test_hmm_belief_is_a_distribution_and_a_long_gap_forgets_the_past():
     f = HmmFilter(3, dwell_s=2.0)
     for i in range(60):
         belief, label = f.update(np.array([0.9, 0.05, 0.05]), i / 30)
-        assert belief.sum() == pytest.approx(1.0) and label == 0
+        assert belief.sum() == pytest.approx(1.0) and label == (0 if i >= 2 else UNDECIDED)
     # after 20 s without a frame the chain has mixed: one frame of evidence decides
     belief, label = f.update(np.array([0.1, 0.8, 0.1]), 22.0)
     assert label == 1
@@ -99,7 +104,10 @@ def test_filter_bank_keeps_one_state_per_face_and_drop_resets_it():
     assert bank.update(0, SAD * 0.6 + HAPPY * 0.4, 1.0)[1] == 0
     assert bank.update(1, HAPPY * 0.6 + SAD * 0.4, 1.0)[1] == 1
     bank.drop([0])
-    assert bank.update(0, SAD * 0.6 + HAPPY * 0.4, 1.1)[1] == 1  # fresh state
+    assert not bank.decided(0)
+    labels = [bank.update(0, SAD * 0.6 + HAPPY * 0.4, 1.1 + i / 30)[1] for i in range(30)]
+    assert labels[0] == UNDECIDED and labels[-1] == 1 and 0 not in labels  # fresh state
+    assert bank.decided(0) and bank.decided(1)
 
 
 def test_unknown_smoothing_and_bad_parameters_are_rejected():
@@ -109,6 +117,8 @@ def test_unknown_smoothing_and_bad_parameters_are_rejected():
         make_filter("ema", 3, hold_s=-1)
     with pytest.raises(TypeError):
         make_filter("hmm", 3, hold_s=0.1)  # an EMA parameter
+    with pytest.raises(ValueError):
+        make_filter("hmm", 3, decide_s=-1)
 
 
 def test_tracker_keeps_ids_while_faces_move_and_forgets_after_a_gap():
@@ -146,3 +156,30 @@ def test_label_leaves_a_class_when_two_others_share_the_evidence(kind):
     labels = [f.update(split[i % 2], 2 + i / 30)[1] for i in range(30)]
     assert labels.index(next(lab for lab in labels if lab != 0)) <= 9  # within 0.3 s
     assert 0 not in labels[10:]
+
+
+@pytest.mark.parametrize("kind", ["ema", "hmm"])
+def test_a_new_face_starts_undecided_and_is_not_opened_with_its_first_argmax(kind):
+    """A crying face whose first frames the classifier reads as happy (as on a real clip):
+    the label stays undecided until sad has led by the margin for the hold time, and is never
+    happy."""
+    f = make_filter(kind, 3)
+    t = np.arange(0, 1.0, 1 / 30)
+    p = [np.array([0.7, 0.2, 0.1]) if ti < 0.04 else np.array([0.1, 0.8, 0.1]) for ti in t]
+    labels = [f.update(pi, ti)[1] for pi, ti in zip(p, t, strict=True)]
+    assert labels[0] == UNDECIDED and not make_filter(kind, 3).decided
+    assert 0 not in labels and labels[-1] == 1 and f.decided
+    assert t[labels.index(1)] <= 0.3
+
+
+@pytest.mark.parametrize("kind", ["ema", "hmm"])
+def test_a_face_no_class_wins_stays_undecided(kind):
+    f = make_filter(kind, 3)
+    split = [np.array([0.4, 0.35, 0.25]), np.array([0.35, 0.4, 0.25])]
+    assert {f.update(split[i % 2], i / 30)[1] for i in range(60)} == {UNDECIDED}
+    assert not f.decided
+
+
+def test_no_smoothing_decides_at_once():
+    f = make_filter("none", 3)
+    assert f.update(np.array([0.2, 0.5, 0.3]), 0.0)[1] == 1 and f.decided

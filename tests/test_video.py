@@ -144,4 +144,5 @@ def test_cli_keeps_rows_when_camera_drops_out(dropping_camera, tmp_path, landmar
     out = tmp_path / "rows.csv"
     assert cli(["blendshapes", "--camera", "0", "-o", str(out), "--no-progress"]) == 1
     assert "stopped delivering frames" in capsys.readouterr().err
-    assert len(out.read_text().splitlines()) == 1 + 3  # header + the 3 frames seen
+    lines = out.read_text().splitlines()  # header + the frames seen: a live camera hands
+    assert 2 <= len(lines) <= 1 + 3 and lines[-1].startswith("2,")  # over the newest (#2)

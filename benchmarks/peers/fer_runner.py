@@ -3,6 +3,7 @@
 Usage (from the repo root, after ``benchmarks/peers/setup_fer.sh``)::
 
     benchmarks/.venv-fer/bin/python benchmarks/peers/fer_runner.py accuracy --out F.csv
+    benchmarks/.venv-fer/bin/python benchmarks/peers/fer_runner.py folder LIST.csv --out F.csv
     benchmarks/.venv-fer/bin/python benchmarks/peers/fer_runner.py video CLIP [--mode loop|video]
     benchmarks/.venv-fer/bin/python benchmarks/peers/fer_runner.py latency [--calls N]
     benchmarks/.venv-fer/bin/python benchmarks/peers/fer_runner.py info
@@ -95,6 +96,37 @@ def cmd_accuracy(args: argparse.Namespace) -> dict:
     benchlib.write_atomic(Path(args.out), table.to_csv(index=False))
     return {"backend": args.backend, "crop": args.crop, "images": len(meta),
             "seconds": seconds, "out": args.out}
+
+
+def cmd_folder(args: argparse.Namespace) -> dict:
+    """fer as a user runs it on photos: ``detect_emotions(image)`` (its Haar cascade finds the
+    faces), the largest face kept. ``LIST.csv`` has ``image_id,path``; the output has
+    ``image_id, faces, x, y, w, h`` and the 7 probabilities (empty where no face)."""
+    import cv2
+    import pandas as pd
+
+    todo = pd.read_csv(args.list)
+    detector = make_fer(args.backend)
+    seen = capture_probabilities(detector)
+    rows = []
+    start = time.perf_counter()
+    for image_id, path in zip(todo["image_id"], todo["path"], strict=True):
+        seen.clear()
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise RuntimeError(f"cannot decode {path}")
+        faces = detector.detect_emotions(image)
+        row = {"image_id": int(image_id), "faces": len(faces)}
+        if faces:
+            best = max(range(len(faces)), key=lambda i: faces[i]["box"][2] * faces[i]["box"][3])
+            row.update(zip("xywh", map(int, faces[best]["box"]), strict=True))
+            row.update(zip(benchlib.FER7, map(float, seen[0][best]), strict=True))
+        rows.append(row)
+    seconds = time.perf_counter() - start
+    table = pd.DataFrame(rows, columns=["image_id", "faces", *"xywh", *benchlib.FER7])
+    benchlib.write_atomic(Path(args.out), table.to_csv(index=False))
+    return {"backend": args.backend, "images": len(table), "with_face": int((table.faces > 0)
+            .sum()), "seconds": seconds, "out": args.out}
 
 
 def cmd_video(args: argparse.Namespace) -> dict:
@@ -201,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", choices=["tflite", "keras"], default="tflite")
     p.add_argument("--crop", choices=["api", "tight"], default="api")
     p.add_argument("--out", required=True)
+    p = sub.add_parser("folder")
+    p.add_argument("list", help="CSV with image_id,path")
+    p.add_argument("--backend", choices=["tflite", "keras"], default="tflite")
+    p.add_argument("--out", required=True)
     p = sub.add_parser("video")
     p.add_argument("clip")
     p.add_argument("--mode", choices=["loop", "video"], default="loop")
@@ -212,8 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     sub.add_parser("info")
     args = parser.parse_args(argv)
-    result = {"accuracy": cmd_accuracy, "video": cmd_video, "latency": cmd_latency,
-              "info": cmd_info}[args.cmd](args)
+    result = {"accuracy": cmd_accuracy, "folder": cmd_folder, "video": cmd_video,
+              "latency": cmd_latency, "info": cmd_info}[args.cmd](args)
     print(json.dumps(result))
     return 0
 

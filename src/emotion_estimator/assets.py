@@ -18,6 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .atomic import temp_beside
+from .errors import InputError
 
 ENV_LANDMARKER = "EMOTION_ESTIMATOR_LANDMARKER"
 ENV_CACHE = "EMOTION_ESTIMATOR_CACHE"
@@ -25,6 +26,10 @@ ENV_CACHE = "EMOTION_ESTIMATOR_CACHE"
 
 class AssetError(RuntimeError):
     """A model file could not be found, fetched or verified."""
+
+
+class BadModelPathError(AssetError, InputError):
+    """A model file the user named (option or env var) is missing or not the right file: exit 2."""
 
 
 @dataclass(frozen=True)
@@ -148,10 +153,15 @@ def landmarker_path(path: str | os.PathLike | None = None, *, download: bool = T
     explicit = path or os.environ.get(ENV_LANDMARKER)
     if explicit:
         p = Path(explicit).expanduser()
+        try:
+            valid = is_valid(p, FACE_LANDMARKER)
+        except OSError as exc:
+            raise BadModelPathError(f"landmarker model {p}: {exc.strerror or exc}") from None
         if not p.is_file():
-            raise AssetError(f"landmarker model not found: {p}")
-        if not is_valid(p, FACE_LANDMARKER):
-            raise AssetError(f"landmarker model {p} does not match sha256 {FACE_LANDMARKER.sha256}")
+            raise BadModelPathError(f"landmarker model not found: {p}")
+        if not valid:
+            raise BadModelPathError(
+                f"landmarker model {p} does not match sha256 {FACE_LANDMARKER.sha256}")
         return p
     cached = cache_dir() / FACE_LANDMARKER.filename
     if is_valid(cached, FACE_LANDMARKER):

@@ -1,22 +1,31 @@
-"""Runtime emotion classifier: 52 blendshape scores -> class probabilities (ONNX Runtime).
+"""Runtime emotion classifier: model inputs -> class probabilities (ONNX Runtime).
 
-A model is two files with one stem: ``name.onnx`` (input ``x``: ``(n, k)`` standardised scores
-of the ``k`` blendshapes it uses; output: ``(n, len(classes))`` probabilities) and
-``name.json`` (classes, blendshape names, normalisation statistics, provenance). This module
-never imports torch.
+A model is two files with one stem: ``name.onnx`` and ``name.json`` (classes, inputs,
+provenance). Two metadata layouts:
+
+- blendshape models (the paper's ``blendshapes`` and ``lstm``): one graph input ``x``,
+  ``(n, k)`` standardised scores of the ``k`` blendshapes named in ``blendshapes``, with the
+  statistics in ``normalization``; :meth:`EmotionClassifier.predict_proba` takes ``(n, 52)``.
+- models with ``inputs``: a list of ``{"name", "kind", "version"[, "size"]}``, one graph input
+  per entry, built by :mod:`emotion_estimator.features` from the faces and their frame
+  (normalisation inside the graph). :meth:`EmotionClassifier.predict_faces` feeds them.
+
+This module never imports torch.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .blendshapes import BLENDSHAPE_NAMES
+from . import features
+from .blendshapes import BLENDSHAPE_NAMES, Face
 from .errors import InputError
 
 DEFAULT_MODEL = "default.onnx"
@@ -64,9 +73,19 @@ def _read_metadata(path: Path) -> dict[str, Any]:
         raise InputError(f"model metadata is not valid JSON: {path} ({exc})") from exc
     if not isinstance(meta, dict):
         raise InputError(f"model metadata must be a JSON object: {path}")
-    for key in ("classes", "blendshapes", "normalization"):
+    if "classes" not in meta:
+        raise InputError(f"model metadata {path} lacks 'classes'")
+    if not isinstance(meta["classes"], list) or len(meta["classes"]) < 2:
+        raise InputError(f"model metadata {path}: needs at least two classes")
+    if "inputs" in meta:
+        try:
+            meta["inputs"] = features.validate_inputs(meta["inputs"], f"model metadata {path}")
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        return meta
+    for key in ("blendshapes", "normalization"):
         if key not in meta:
-            raise InputError(f"model metadata {path} lacks {key!r}")
+            raise InputError(f"model metadata {path} lacks {key!r} (and declares no 'inputs')")
     unknown = [n for n in meta["blendshapes"] if n not in BLENDSHAPE_NAMES]
     if unknown:
         raise InputError(f"model metadata {path} names unknown blendshapes: {unknown[:3]}")
@@ -74,16 +93,20 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     k = len(meta["blendshapes"])
     if not isinstance(norm, dict) or any(len(norm.get(s) or ()) != k for s in ("mean", "std")):
         raise InputError(f"model metadata {path}: normalization needs mean and std of length {k}")
-    if len(meta["classes"]) < 2:
-        raise InputError(f"model metadata {path}: needs at least two classes")
     return meta
 
 
-class EmotionClassifier:
-    """Blendshape scores in MediaPipe order -> probabilities over :attr:`classes`.
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64,
+              "tensor(uint8)": np.uint8, "tensor(float16)": np.float16}
+_RANKS = {"blendshapes": 2, "landmarks": 3, "face": 3}
 
-    Use :meth:`load`; ``predict_proba`` selects the model's blendshapes, standardises them with
-    the stored statistics and runs the ONNX graph.
+
+class EmotionClassifier:
+    """Faces (or, for blendshape models, score vectors) -> probabilities over :attr:`classes`.
+
+    Use :meth:`load`. :meth:`predict_faces` works for every model: it builds the inputs the
+    metadata declares from MediaPipe faces and the frame they were found in.
+    :meth:`predict_proba` takes ``(n, 52)`` blendshape scores and serves blendshape models.
     """
 
     def __init__(self, session: Any, metadata: dict[str, Any], path: Path) -> None:
@@ -91,22 +114,37 @@ class EmotionClassifier:
         self.metadata = metadata
         self.path = path
         self.classes: tuple[str, ...] = tuple(metadata["classes"])
-        self.blendshapes: tuple[str, ...] = tuple(metadata["blendshapes"])
-        self._columns = np.array([BLENDSHAPE_NAMES.index(n) for n in self.blendshapes])
-        norm = metadata["normalization"]
-        self._mean = np.asarray(norm["mean"], dtype=np.float32)
-        self._scale = (1.0 / np.maximum(np.asarray(norm["std"], dtype=np.float32), 1e-6)).astype(
-            np.float32
-        )
-        self._input = session.get_inputs()[0].name
         self._output = session.get_outputs()[0].name
+        graph = {i.name: i for i in session.get_inputs()}
+        self._batch_one = False
+        if "inputs" in metadata:
+            self.inputs: list[dict[str, Any]] = metadata["inputs"]
+            self.blendshapes: tuple[str, ...] = tuple(
+                BLENDSHAPE_NAMES if any(s["kind"] == "blendshapes" for s in self.inputs) else ())
+            self._legacy = False
+        else:  # a blendshape model: selection and standardisation happen here
+            self.inputs = [{"name": session.get_inputs()[0].name, "kind": "blendshapes",
+                            "version": 1}]
+            self.blendshapes = tuple(metadata["blendshapes"])
+            self._columns = np.array([BLENDSHAPE_NAMES.index(n) for n in self.blendshapes])
+            norm = metadata["normalization"]
+            self._mean = np.asarray(norm["mean"], dtype=np.float32)
+            self._scale = (1.0 / np.maximum(np.asarray(norm["std"], np.float32), 1e-6)).astype(
+                np.float32)
+            self._legacy = True
+        self._dtypes = {}
+        for spec in self.inputs:
+            node = graph[spec["name"]]
+            self._dtypes[spec["name"]] = _ORT_TYPES.get(node.type, np.float32)
+            batch = node.shape[0] if node.shape else None
+            self._batch_one = self._batch_one or batch == 1
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, *, threads: int = 1) -> EmotionClassifier:
         """Load ``path`` (``.onnx`` with its ``.json`` beside it).
 
-        ``None`` is the shipped default; the name of another shipped model (``"lstm"``, the
-        paper's architecture) loads that one.
+        ``None`` is the shipped default; the name of another shipped model (``"blendshapes"``,
+        ``"lstm"``: the paper's architectures) loads that one.
         """
         import onnxruntime as ort
 
@@ -125,18 +163,7 @@ class EmotionClassifier:
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
             raise InputError(f"not a readable ONNX model: {model}") from exc
-        shape = session.get_inputs()[0].shape
-        k = len(meta["blendshapes"])
-        if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != k):
-            raise InputError(
-                f"model {model} takes input shape {shape}, but its metadata lists {k} blendshapes"
-            )
-        out = session.get_outputs()[0].shape
-        if len(out) != 2 or (isinstance(out[1], int) and out[1] != len(meta["classes"])):
-            raise InputError(
-                f"model {model} outputs shape {out}, but its metadata lists "
-                f"{len(meta['classes'])} classes"
-            )
+        _check_graph(session, meta, model)
         return cls(session, meta, model)
 
     @property
@@ -144,8 +171,36 @@ class EmotionClassifier:
         """False for a placeholder model that was never trained."""
         return bool(self.metadata.get("trained", True))
 
+    @property
+    def needs_image(self) -> bool:
+        """True when an input (landmarks, face crop) is built from the frame."""
+        return any(s["kind"] != "blendshapes" for s in self.inputs)
+
+    def predict_faces(self, faces: Sequence[Face], image: np.ndarray | None = None) -> np.ndarray:
+        """MediaPipe faces found in ``image`` (BGR or grey uint8) -> ``(n, len(classes))``.
+
+        ``image`` may be ``None`` only for blendshape models.
+        """
+        if not faces:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        if self._legacy:
+            return self.predict_proba(np.stack([f.scores for f in faces]))
+        try:
+            feeds = features.build(self.inputs, faces, image)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        return self._run(feeds)
+
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """``(n, 52)`` (or ``(52,)``) scores in MediaPipe order -> ``(n, len(classes))``."""
+        """``(n, 52)`` (or ``(52,)``) scores in MediaPipe order -> ``(n, len(classes))``.
+
+        Blendshape models only; a model with landmark or face inputs needs
+        :meth:`predict_faces`.
+        """
+        if self.needs_image:
+            raise InputError(f"model {self.path.name} takes "
+                             f"{', '.join(s['kind'] for s in self.inputs)}: use predict_faces "
+                             "(faces + the frame), not blendshape scores alone")
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 1:
             x = x[None, :]
@@ -155,16 +210,56 @@ class EmotionClassifier:
             )
         if x.shape[0] == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
-        z = (x[:, self._columns] - self._mean) * self._scale
-        (p,) = self._session.run([self._output], {self._input: np.ascontiguousarray(z)})
-        return p
+        if self._legacy:
+            x = (x[:, self._columns] - self._mean) * self._scale
+        return self._run({self.inputs[0]["name"]: x})
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        feeds = {k: np.ascontiguousarray(v, dtype=self._dtypes[k]) for k, v in feeds.items()}
+        if self._batch_one:  # a graph exported with a fixed batch of 1: one face at a time
+            n = len(next(iter(feeds.values())))
+            parts = [self._session.run([self._output], {k: v[i:i + 1] for k, v in feeds.items()})
+                     [0] for i in range(n)]
+            return np.concatenate(parts).astype(np.float32, copy=False)
+        (p,) = self._session.run([self._output], feeds)
+        return p.astype(np.float32, copy=False)
 
     def predict(self, x: np.ndarray) -> list[str]:
-        """The most probable class name per row."""
+        """The most probable class name per row (blendshape models)."""
         return [self.classes[i] for i in self.predict_proba(x).argmax(axis=1)]
 
     def __repr__(self) -> str:
-        return (
-            f"EmotionClassifier({self.path.name!r}, classes={self.classes}, "
-            f"blendshapes={len(self.blendshapes)})"
-        )
+        kinds = ", ".join(s["kind"] for s in self.inputs)
+        return f"EmotionClassifier({self.path.name!r}, classes={self.classes}, inputs=[{kinds}])"
+
+
+def _check_graph(session: Any, meta: dict[str, Any], model: Path) -> None:
+    """The graph's inputs and output agree with the metadata (names, ranks, sizes, types)."""
+    graph = {i.name: i for i in session.get_inputs()}
+    if "inputs" in meta:
+        specs = meta["inputs"]
+        missing = [s["name"] for s in specs if s["name"] not in graph]
+        extra = sorted(set(graph) - {s["name"] for s in specs})
+        if missing or extra:
+            raise InputError(f"model {model}: graph inputs {sorted(graph)} do not match the "
+                             f"metadata's {[s['name'] for s in specs]}")
+        for spec in specs:
+            node = graph[spec["name"]]
+            if len(node.shape) != _RANKS[spec["kind"]] or node.type not in _ORT_TYPES:
+                raise InputError(f"model {model}: input {spec['name']!r} is {node.type} "
+                                 f"{node.shape}, not a {spec['kind']} input")
+    else:
+        if len(graph) != 1:
+            raise InputError(f"model {model} has {len(graph)} inputs but its metadata "
+                             "declares none (a blendshape model has one)")
+        node = next(iter(graph.values()))
+        k = len(meta["blendshapes"])
+        shape = node.shape
+        if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != k) \
+                or node.type not in _ORT_TYPES:
+            raise InputError(f"model {model} takes input shape {shape} ({node.type}), but its "
+                             f"metadata lists {k} blendshapes")
+    out = session.get_outputs()[0].shape
+    if len(out) != 2 or (isinstance(out[1], int) and out[1] != len(meta["classes"])):
+        raise InputError(f"model {model} outputs shape {out}, but its metadata lists "
+                         f"{len(meta['classes'])} classes")

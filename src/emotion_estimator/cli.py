@@ -13,11 +13,19 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import EXIT_INPUT, EXIT_RUNTIME, InputError
+from .errors import (
+    EXIT_INPUT,
+    EXIT_RUNTIME,
+    EXIT_TERMINATED,
+    InputError,
+    Terminated,
+    one_line_errors,
+)
 
 COMMANDS: dict[str, str] = {
     "analyze": "emotion per face and frame of images, videos or a camera",
     "blendshapes": "per-frame table of the 52 MediaPipe blendshapes",
+    "batch": "a corpus on a process pool or Ray -> Parquet rows + manifest, resumable",
     "prepare": "FER2013 -> blendshape dataset (caps, detectability, augmentation)",
     "select-blendshapes": "choose blendshapes by the paper's threshold rule",
     "train": "train the LSTM (or dense) classifier on a prepared dataset",
@@ -27,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "export": "export a trained run to ONNX + metadata JSON",
     "models": "fetch / verify / locate model files",
     "bench": "side-by-side benchmarks against peer tools",
+    "serve": "live results over HTTP / WebSocket, a dashboard and metrics",
 }
 
 
@@ -40,12 +49,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         prog="emotion-estimator",
         description="Estimate happy / sad / unknown from faces via MediaPipe blendshapes.",
     )
+    one_line_errors(parser)  # usage errors: one line, exit 2
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     args = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in args if a in COMMANDS), None)
     for name, help_text in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = one_line_errors(sub.add_parser(name, help=help_text, description=help_text))
         if name == chosen:
             _module(name).configure(p)
     return parser
@@ -82,9 +92,9 @@ def cli(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code = _module(args.command).run(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        code = 130
+    except KeyboardInterrupt as exc:
+        print("terminated" if isinstance(exc, Terminated) else "interrupted", file=sys.stderr)
+        code = EXIT_TERMINATED if isinstance(exc, Terminated) else 130
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, like a Unix tool
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -27,11 +27,23 @@ if TYPE_CHECKING:
 
 
 class Classifier(Protocol):
-    """What the estimator needs of a classifier (``EmotionClassifier`` is one)."""
+    """What the estimator needs of a classifier (``EmotionClassifier`` is one).
+
+    ``predict_faces(faces, image)`` is used when present (models whose inputs are built from
+    the frame); a classifier with only ``predict_proba`` gets the ``(n, 52)`` scores.
+    """
 
     classes: tuple[str, ...]
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray: ...
+
+
+def classify(classifier: Classifier, faces: list[Face], image: np.ndarray | None) -> np.ndarray:
+    """One batch: the faces of one frame -> ``(n, len(classes))`` probabilities."""
+    predict_faces = getattr(classifier, "predict_faces", None)
+    if predict_faces is not None:
+        return predict_faces(faces, image)
+    return classifier.predict_proba(np.stack([f.scores for f in faces]))
 
 
 @dataclass(frozen=True)
@@ -111,8 +123,7 @@ class FrameAnalyzer:
                        for f, i in zip(faces, ids, strict=True)]
         else:
             self.filters.drop(dropped)
-            raw = (self.classifier.predict_proba(np.stack([f.scores for f in faces]))
-                   if faces else [])
+            raw = classify(self.classifier, faces, frame.image) if faces else []
             results = [self._classified(f, i, p, frame.timestamp_s)
                        for f, i, p in zip(faces, ids, raw, strict=True)]
         return FrameResult(frame.index, frame.timestamp_s, results, dropped, frame.image)

@@ -6,12 +6,15 @@ import contextlib
 import csv
 import json
 import math
+import os
+import stat
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from .atomic import atomic_path
+from .atomic import atomic_path, resolve_output
+from .errors import InputError
 
 FORMATS = ("csv", "jsonl", "parquet")
 FRAME_COLUMNS: dict[str, type] = {
@@ -30,16 +33,86 @@ def frame_columns(classes: Sequence[str] = (), blendshapes: Sequence[str] = ()) 
     return columns
 
 
+SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
+            ".parquet": "parquet", ".pq": "parquet"}
+
+
 def format_for(path: str, fmt: str | None) -> str:
-    """The explicit format, else the one the file suffix names (``-`` means jsonl)."""
-    if fmt:
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-        return fmt
+    """The format of an output: ``fmt``, else the one its suffix names.
+
+    ``-`` and suffix-less devices / pipes (``/dev/stdout``) default to jsonl. A format that
+    contradicts a known suffix, or a suffix that names no format, is a ``ValueError``: a
+    table is never written silently in a format its name does not say.
+    """
+    if fmt and fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if path == "-":
-        return "jsonl"
-    suffix = Path(path).suffix.lower().lstrip(".")
-    return {"json": "jsonl", "ndjson": "jsonl"}.get(suffix, suffix if suffix in FORMATS else "csv")
+        return fmt or "jsonl"
+    suffix = Path(path).suffix.lower()
+    named = SUFFIXES.get(suffix)
+    if fmt:
+        if named and named != fmt:
+            raise ValueError(f"--format {fmt} contradicts the suffix of {path} ({named}); "
+                             "rename the file or drop --format")
+        return fmt
+    if named:
+        return named
+    with contextlib.suppress(OSError):
+        if not suffix and resolve_output(path)[1]:
+            return "jsonl"
+    raise ValueError(f"cannot tell the format of {path} from its suffix; name it "
+                     f"{', '.join(('.csv', '.jsonl', '.parquet'))} or pass --format")
+
+
+def check_output(path: str | None, option: str = "--output") -> Path | None:
+    """Refuse, before any work, an output that cannot be written or would destroy data.
+
+    Returns the file the write will reach (links followed), None for stdout / no output.
+    Raises :class:`InputError` for a folder, a missing or unwritable folder, an unwritable
+    file, a symlink loop or an empty name.
+    """
+    if path is None or path == "-":
+        return None
+    if not path.strip():
+        raise InputError(f"{option}: empty file name")
+    try:
+        target, in_place = resolve_output(path)
+    except OSError as exc:
+        raise InputError(f"{option}: {exc.strerror or exc}: {path}") from None
+    if in_place:
+        if target.exists() and not os.access(target, os.W_OK):
+            raise InputError(f"{option}: {path} is not writable")
+        return target
+    if target.is_dir():
+        raise InputError(f"{option}: {path} is a folder; name a file")
+    folder = target.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise InputError(f"{option}: output folder {what}: {Path(path).parent}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{option}: cannot write in {folder} (permission denied)")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise InputError(f"{option}: {path} is not writable")
+    return target
+
+
+def check_table_output(path: str, fmt: str | None, option: str = "--output") -> str:
+    """:func:`check_output` plus the format: named by the suffix or ``fmt``, never both at odds;
+    Parquet only into a seekable file (not stdout, a pipe or a socket). Returns the format."""
+    check_output(path, option)
+    try:
+        fmt = format_for(path, fmt)
+    except ValueError as exc:
+        raise InputError(f"{option}: {exc}") from exc
+    if fmt == "parquet":
+        try:
+            mode = os.stat(path).st_mode if path != "-" else stat.S_IFIFO
+        except OSError:
+            mode = 0
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            raise InputError(f"{option}: parquet needs a seekable file, not a pipe or stdout; "
+                             "use jsonl or csv to stream")
+    return fmt
 
 
 def _clean(value: Any) -> Any:
@@ -63,7 +136,7 @@ class RowWriter:
         self._write_path: Path | None = None
         if path != "-":
             target = Path(path)
-            if not target.parent.is_dir():
+            if not resolve_output(target)[0].parent.is_dir():
                 raise FileNotFoundError(f"output folder does not exist: {target.parent}")
             self._write_path = self._publish.enter_context(atomic_path(target))
 

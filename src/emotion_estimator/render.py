@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import temp_beside
+from .atomic import TempFile, resolve_output
 from .estimator import FrameResult
 
 # BGR colours per class name; classes not listed get one from the palette
 COLORS = {"happy": (60, 190, 60), "sad": (200, 120, 40), "unknown": (150, 150, 150)}
 PALETTE = ((40, 160, 230), (180, 60, 180), (60, 200, 200), (90, 90, 220))
 NO_FACE = (40, 40, 220)
+MIN_SIDE = 2  # pixels; smaller frames are padded before encoding
 
 
 def class_color(name: str, classes: Sequence[str]) -> tuple[int, int, int]:
@@ -86,7 +87,10 @@ class VideoWriter:
 
     def __init__(self, path: str | os.PathLike, fps: float, queue_size: int = 16) -> None:
         self.path = Path(path)
-        if not self.path.parent.is_dir():
+        target, in_place = resolve_output(self.path)  # a symlink: the file it names
+        if in_place:
+            raise OSError(f"cannot write a video into a device or pipe: {self.path}")
+        if not target.parent.is_dir():
             raise FileNotFoundError(f"output folder does not exist: {self.path.parent}")
         self.fps = fps if fps and fps > 0 else 30.0
         self.frames = 0
@@ -95,13 +99,13 @@ class VideoWriter:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         # the suffix tells OpenCV the container
-        self._tmp: Path | None = temp_beside(self.path, self.path.suffix or ".mp4")
+        self._tmp: TempFile | None = TempFile(target, self.path.suffix or ".mp4")
 
     def _open(self, width: int, height: int) -> None:
         import cv2
 
         fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
-        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*fourcc),
+        self._writer = cv2.VideoWriter(str(self._tmp.path), cv2.VideoWriter_fourcc(*fourcc),
                                        self.fps, (width, height))
         if not self._writer.isOpened():
             raise OSError(f"cannot write video {self.path} (unsupported suffix?)")
@@ -120,6 +124,11 @@ class VideoWriter:
         """Queue one BGR frame (the array must not change afterwards)."""
         if self._error is not None:
             raise OSError(f"writing {self.path} failed: {self._error}")
+        if min(image.shape[:2]) < MIN_SIDE:  # MPEG-4 refuses a 1-pixel side: pad it
+            import cv2
+
+            image = cv2.copyMakeBorder(image, 0, max(MIN_SIDE - image.shape[0], 0), 0,
+                                       max(MIN_SIDE - image.shape[1], 0), cv2.BORDER_CONSTANT)
         if self._writer is None:
             self._open(image.shape[1], image.shape[0])
         self._queue.put(image)
@@ -136,9 +145,9 @@ class VideoWriter:
             self._writer = None
         if self._tmp is not None:
             if self.frames and self._error is None:
-                os.replace(self._tmp, self.path)
+                self._tmp.publish()
             else:
-                self._tmp.unlink(missing_ok=True)
+                self._tmp.discard()
             self._tmp = None
         if self._error is not None:
             raise OSError(f"writing {self.path} failed: {self._error}")

@@ -13,6 +13,12 @@ long gap between updates lets the evidence of the new frame dominate.
   classifier's probabilities as the likelihood, weighted by the time the frame stands for
   (``dt / evidence_s``, at most 1), so evidence accumulates per second, not per frame; the
   label follows the most probable class once its belief leads by ``margin``.
+
+A new face starts undecided (label index :data:`UNDECIDED`, -1): ``ema`` and ``hmm`` give it
+its first label only once one class has led all others by the filter's margin for its hold
+time (``hold_s``; ``decide_s`` for ``hmm``), so a face is never opened with one frame's argmax
+that the hysteresis would then hold. ``FrameAnalyzer`` names the undecided index
+``classes[-1]``, which is ``unknown`` in the shipped models. ``none`` decides at once.
 """
 
 from __future__ import annotations
@@ -24,6 +30,13 @@ from typing import Any
 import numpy as np
 
 SMOOTHING = ("ema", "hmm", "none")
+UNDECIDED = -1  # the label index of a face no class has yet won
+
+
+def _lead(x: np.ndarray) -> tuple[int, float]:
+    """The leading class and its lead over the runner-up."""
+    order = np.argsort(x)
+    return int(order[-1]), float(x[order[-1]] - x[order[-2]])
 
 
 class TemporalFilter:
@@ -38,6 +51,12 @@ class TemporalFilter:
     def reset(self) -> None:
         """Forget all state (a new face)."""
         self.last_s: float | None = None
+        self.label = UNDECIDED
+
+    @property
+    def decided(self) -> bool:
+        """Whether the face has a label of its own yet (not :data:`UNDECIDED`)."""
+        return self.label != UNDECIDED
 
     def _dt(self, timestamp_s: float) -> float:
         dt = 0.0 if self.last_s is None else max(timestamp_s - self.last_s, 0.0)
@@ -48,7 +67,8 @@ class TemporalFilter:
         """Filtered probabilities and the label index after the frame at ``timestamp_s``."""
         self._dt(timestamp_s)
         p = np.asarray(p, dtype=np.float64)
-        return p, int(p.argmax())
+        self.label = int(p.argmax())
+        return p, self.label
 
 
 class EmaFilter(TemporalFilter):
@@ -66,18 +86,21 @@ class EmaFilter(TemporalFilter):
     def reset(self) -> None:
         super().reset()
         self.state: np.ndarray | None = None
-        self.label = -1
-        self._beaten_since: float | None = None
+        self._beaten_since: float | None = None  # since when a class leads by the margin
 
     def update(self, p: np.ndarray, timestamp_s: float) -> tuple[np.ndarray, int]:
         p = np.asarray(p, dtype=np.float64)
         dt = self._dt(timestamp_s)
         if self.state is None:
-            self.state, self.label = p.copy(), int(p.argmax())
+            self.state = p.copy()
+        else:
+            tau = self.time_constant_s
+            alpha = 1.0 if tau == 0 else -math.expm1(-dt / tau)
+            self.state += alpha * (p - self.state)
+        if self.label == UNDECIDED:
+            self.label, self._beaten_since = _first_decision(
+                self.state, timestamp_s, self.margin, self.hold_s, self._beaten_since)
             return self.state.copy(), self.label
-        tau = self.time_constant_s
-        alpha = 1.0 if tau == 0 else -math.expm1(-dt / tau)
-        self.state += alpha * (p - self.state)
         best = int(self.state.argmax())
         if self.state[best] - self.state[self.label] >= self.margin:
             # the label is beaten (by whichever class leads: two may take turns)
@@ -98,13 +121,17 @@ class HmmFilter(TemporalFilter):
     a frame's classifier output enters as likelihood raised to ``min(dt / evidence_s, 1)``:
     ``evidence_s`` seconds of video count as one full observation, at any frame rate. The
     label moves to the most probable class once its belief leads the current label's by
-    ``margin``.
+    ``margin``; a new face's first label waits until one class has led by ``margin`` for
+    ``decide_s`` seconds.
     """
 
     def __init__(self, n_classes: int, dwell_s: float = 2.0, evidence_s: float = 0.055,
-                 margin: float = 0.4, floor: float = 1e-4) -> None:
+                 margin: float = 0.4, floor: float = 1e-4, decide_s: float = 0.05) -> None:
         if dwell_s <= 0 or evidence_s <= 0:
             raise ValueError("dwell_s and evidence_s must be > 0")
+        if decide_s < 0:
+            raise ValueError("decide_s must be >= 0")
+        self.decide_s = decide_s
         self.dwell_s = dwell_s
         self.evidence_s = evidence_s
         self.margin = margin
@@ -114,7 +141,7 @@ class HmmFilter(TemporalFilter):
     def reset(self) -> None:
         super().reset()
         self.belief: np.ndarray | None = None
-        self.label = -1
+        self._leading_since: float | None = None
 
     def update(self, p: np.ndarray, timestamp_s: float) -> tuple[np.ndarray, int]:
         p = np.asarray(p, dtype=np.float64)
@@ -127,10 +154,27 @@ class HmmFilter(TemporalFilter):
             prior = stay * self.belief + (1.0 - stay) / self.n_classes
         belief = prior * np.maximum(p, self.floor) ** weight
         self.belief = belief / belief.sum()
+        if self.label == UNDECIDED:
+            self.label, self._leading_since = _first_decision(
+                self.belief, timestamp_s, self.margin, self.decide_s, self._leading_since)
+            return self.belief.copy(), self.label
         best = int(self.belief.argmax())
-        if self.label < 0 or self.belief[best] - self.belief[self.label] >= self.margin:
+        if self.belief[best] - self.belief[self.label] >= self.margin:
             self.label = best
         return self.belief.copy(), self.label
+
+
+def _first_decision(x: np.ndarray, timestamp_s: float, margin: float, hold_s: float,
+                    since: float | None) -> tuple[int, float | None]:
+    """An undecided face's label and lead start: the leader once it led by ``margin`` for
+    ``hold_s`` seconds (any class may lead meanwhile), else still :data:`UNDECIDED`."""
+    best, lead = _lead(x)
+    if lead < margin - 1e-9:
+        return UNDECIDED, None
+    since = timestamp_s if since is None else since
+    if timestamp_s - since >= hold_s - 1e-9:
+        return best, None
+    return UNDECIDED, since
 
 
 # The defaults were chosen on a clip spliced from real neutral and smiling frames (see
@@ -159,6 +203,11 @@ class FilterBank:
     def of(cls, kind: str, n_classes: int, params: Mapping[str, Any] | None = None) -> FilterBank:
         make_filter(kind, n_classes, **(params or {}))  # validate now, not at the first face
         return cls(lambda: make_filter(kind, n_classes, **(params or {})))
+
+    def decided(self, face_id: int) -> bool:
+        """Whether ``face_id`` has had its first label (an unseen id has not)."""
+        f = self.filters.get(face_id)
+        return f is not None and f.decided
 
     def update(self, face_id: int, p: np.ndarray, timestamp_s: float) -> tuple[np.ndarray, int]:
         """Filter ``p`` for ``face_id`` (a new id starts from a fresh state)."""

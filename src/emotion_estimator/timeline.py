@@ -30,7 +30,7 @@ def require_matplotlib() -> None:
 def plot_timeline(table: pd.DataFrame, classes: Sequence[str], path: str | os.PathLike,
                   title: str = "") -> Path:
     """One panel per face id: its filtered probabilities over time, frames without a face
-    shaded; written atomically to ``path`` (PNG)."""
+    shaded; written atomically to ``path`` in the format its suffix names (png, svg, pdf)."""
     require_matplotlib()
     import matplotlib
 
@@ -66,7 +66,7 @@ def plot_timeline(table: pd.DataFrame, classes: Sequence[str], path: str | os.Pa
     fig.tight_layout()
     try:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
+            fig.savefig(tmp, format=path.suffix.lower().lstrip(".") or "png", dpi=110)
     finally:
         plt.close(fig)
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import threading
@@ -13,6 +14,7 @@ import numpy as np
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
+MAX_STILL_SIDE = 2048  # larger stills are downscaled before detection (memory stays bounded)
 
 
 class SourceError(RuntimeError):
@@ -53,17 +55,103 @@ class FrameSource:
 
 
 class ImageSource(FrameSource):
-    """A single still image as a one-frame source."""
+    """A single still image as a one-frame source.
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    A still larger than ``max_side`` pixels is decoded reduced and downscaled (an 8000x8000
+    photo would need ~0.8 GB in MediaPipe); ``scale`` is the factor applied (frame pixels per
+    original pixel, 1.0 when not reduced).
+    """
+
+    def __init__(self, path: str | os.PathLike, max_side: int | None = MAX_STILL_SIDE) -> None:
         super().__init__()
         self.path = Path(path)
         self.name = str(path)
         self.frame_count = 1
-        self.image = read_image(self.path)
+        self.image, self.scale = read_still(self.path, max_side)
 
     def __iter__(self) -> Iterator[Frame]:
         yield Frame(0, 0.0, self.image)
+
+
+def read_still(path: Path, max_side: int | None) -> tuple[np.ndarray, float]:
+    """An image as BGR uint8 no larger than ``max_side`` per side, and its scale factor.
+
+    A large JPEG is decoded at 1/2, 1/4 or 1/8 size (never whole), then resized if needed.
+    """
+    import cv2
+
+    if max_side is None:
+        return read_image(path), 1.0
+    if not path.is_file():
+        raise not_found(path)
+    data = np.fromfile(path, dtype=np.uint8)
+    side = _image_side(path, data) if data.size else None
+    if side is None:
+        raise SourceError(f"cannot decode image: {path}")
+    reduce, flag = 1, cv2.IMREAD_COLOR
+    if side > max_side:
+        reduce, flag = next(((k, f) for k, f in ((2, cv2.IMREAD_REDUCED_COLOR_2),
+                                                  (4, cv2.IMREAD_REDUCED_COLOR_4))
+                             if side / k <= max_side), (8, cv2.IMREAD_REDUCED_COLOR_8))
+    try:
+        image = cv2.imdecode(data, flag)
+    except cv2.error:
+        image = None
+    del data
+    if image is None:
+        raise SourceError(f"cannot decode image: {path}")
+    scale = 1.0 / reduce
+    if max(image.shape[:2]) > max_side:
+        f = max_side / max(image.shape[:2])
+        image = cv2.resize(image, (max(1, round(image.shape[1] * f)),
+                                   max(1, round(image.shape[0] * f))),
+                           interpolation=cv2.INTER_AREA)
+        scale *= f
+    return image, scale
+
+
+def _image_side(path: Path, data: np.ndarray) -> int | None:
+    """The longer side of an image from its header (Pillow), else from a 1/8 decode."""
+    import cv2
+
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return max(im.size)
+    except Exception:  # noqa: BLE001 - Pillow absent or a format it lacks: ask OpenCV
+        try:
+            probe = cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8)
+        except cv2.error:  # under 8 px: too small to reduce, so small enough
+            return 1
+        return None if probe is None else 8 * max(probe.shape[:2])
+
+
+def not_found(path: Path) -> SourceError:
+    """The error for a path that cannot be opened: missing, a broken link or a link loop."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return SourceError(f"symbolic link loop: {path}")
+        if path.is_symlink():
+            return SourceError(f"broken symbolic link: {path} -> {os.readlink(path)}")
+        if exc.errno == errno.EACCES:
+            return SourceError(f"permission denied: {path}")
+        return SourceError(f"no such file: {path}")
+    if not path.is_file() and not path.is_dir():
+        return SourceError(f"not a regular file: {path}")
+    return SourceError(f"no such file: {path}")
+
+
+def looks_like_image(path: Path) -> bool:
+    """True when the file's content (not its suffix) is an image format OpenCV reads."""
+    import cv2
+
+    try:
+        return bool(cv2.haveImageReader(str(path)))
+    except cv2.error:
+        return path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -71,9 +159,12 @@ def read_image(path: Path) -> np.ndarray:
     import cv2
 
     if not path.is_file():
-        raise SourceError(f"no such file: {path}")
+        raise not_found(path)
     data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error:
+        image = None
     if image is None:
         raise SourceError(f"cannot decode image: {path}")
     return image
@@ -93,7 +184,7 @@ class VideoSource(FrameSource):
         self.path = Path(path)
         self.name = str(path)
         if not self.path.is_file():
-            raise SourceError(f"no such file: {self.path}")
+            raise not_found(self.path)
         self._cap = cv2.VideoCapture(str(self.path))
         ok, first = (self._cap.read() if self._cap.isOpened() else (False, None))
         if not ok or first is None:
@@ -183,6 +274,8 @@ class CameraSource(FrameSource):
         import cv2
 
         super().__init__()
+        if index < 0:  # OpenCV segfaults on some negative indices
+            raise SourceError(f"camera index must be 0 or more, not {index}")
         self.name = f"camera {index}"
         self._cap = cv2.VideoCapture(index)
         if not self._cap.isOpened():
@@ -215,26 +308,42 @@ class CameraSource(FrameSource):
         self._cap.release()
 
 
-def open_source(source: str | os.PathLike | int) -> FrameSource:
-    """Open a camera (int), an image or a video file by its suffix, else by trying video."""
+def open_source(source: str | os.PathLike | int, realtime: bool = False) -> FrameSource:
+    """Open a camera (int), or an image or video file (told apart by content, not suffix).
+
+    Cameras, stream URLs and, with ``realtime``, video files open as live newest-frame
+    sources (:mod:`emotion_estimator.live`)."""
+    from .live import open_live
+
+    if (live := open_live(source, realtime)) is not None:
+        return live
     if isinstance(source, int):
         return CameraSource(source)
     path = Path(source)
     if path.is_dir():
         raise SourceError(f"{path} is a directory; pass its files (see expand_inputs)")
-    if not path.exists():
-        raise SourceError(f"no such file: {path}")
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    if not path.is_file():
+        raise not_found(path)
+    if looks_like_image(path):  # by content: an mp4 named .jpg is still a video
         return ImageSource(path)
-    return VideoSource(path)
+    try:
+        return VideoSource(path)
+    except SourceError:
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            raise SourceError(f"cannot decode image: {path}") from None
+        raise
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
     """Expand folders into their image and video files (sorted); keep files as given."""
     paths: list[Path] = []
+    from .live import is_url
+
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
+        if is_url(item):  # a network stream (kept as the string): open_source opens it
+            paths.append(item)  # type: ignore[arg-type]
+        elif p.is_dir():
             found = sorted(
                 f for f in p.iterdir()
                 if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
@@ -243,7 +352,7 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
                 raise SourceError(f"{p} holds no image or video files")
             paths.extend(found)
         elif not p.exists():
-            raise SourceError(f"no such file: {p}")
+            raise not_found(p)
         else:
             paths.append(p)
     return paths

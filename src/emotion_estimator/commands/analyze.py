@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -11,17 +12,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomic import resolve_output
 from ..outputs import FORMATS
 from ..temporal import SMOOTHING
 
 VIDEO_OUT = frozenset({".mp4", ".mov", ".m4v", ".avi"})  # what --annotate can write
+PLOT_OUT = frozenset({".png", ".svg", ".pdf"})  # what --plot can write
+MAX_FACES = 100  # MediaPipe keeps a buffer per face; beyond this is a typo
+MAX_CAMERA = 2**31 - 1  # OpenCV takes a C int
+MAX_FACE_LINES = 5  # the summary names the faces seen longest, then sums up the rest
+
+
+def camera_index(text: str) -> int:
+    """``--camera N``: a non-negative integer (OpenCV crashes on some negative ones)."""
+    value = int(text)
+    if not 0 <= value <= MAX_CAMERA:
+        raise argparse.ArgumentTypeError(f"camera index must be 0 to {MAX_CAMERA}, not {value}")
+    return value
+
+
+def finite(text: str) -> float:
+    """A float that is neither nan nor infinite."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="image or video files, or folders of them")
-    p.add_argument("--camera", type=int, metavar="N",
+    p.add_argument("--camera", type=camera_index, metavar="N",
                    help="read camera N instead (runs until Ctrl-C, or q with --show)")
+    p.add_argument("--realtime", action="store_true",
+                   help="replay video files at their frame rate as if live (drops when behind)")
     p.add_argument("-o", "--output", default="-",
                    help="table of (frame, face) rows, or - for JSON lines on stdout (default)")
     p.add_argument("-f", "--format", choices=FORMATS,
@@ -40,11 +64,15 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smoothing-param", action="append", default=[], metavar="NAME=VALUE",
                    help="filter parameter (times in s), repeatable: ema time_constant_s, margin, "
                         "hold_s; hmm dwell_s, evidence_s, margin")
-    p.add_argument("--forget-after", type=float, default=1.0, metavar="S",
+    p.add_argument("--forget-after", type=finite, default=1.0, metavar="S",
                    help="seconds a face may be missing before its id and filter reset (1.0)")
     p.add_argument("--max-faces", type=int, default=1, metavar="N", help="faces per frame (1)")
     p.add_argument("--landmarker", metavar="PATH",
                    help="face_landmarker.task to use (default: verified cached copy)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="with several inputs, analyse the readable ones and warn about the "
+                        "others (default: any bad input stops the run before anything is "
+                        "written)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -60,48 +88,53 @@ class SourceStats:
     labels: dict[int, Counter] = field(default_factory=lambda: defaultdict(Counter))
 
     def lines(self) -> list[str]:
+        """A few lines whatever the number of faces: the longest seen, then the rest summed."""
         if self.still:
-            faces = ", ".join(f"#{i} {c.most_common(1)[0][0]}" for i, c in self.labels.items())
+            faces = ", ".join(f"#{i} {c.most_common(1)[0][0]}"
+                              for i, c in list(self.labels.items())[:MAX_FACE_LINES])
+            more = len(self.labels) - MAX_FACE_LINES
+            faces += f", {more} more" if more > 0 else ""
             return [f"{self.name}: {len(self.labels)} face(s){': ' + faces if faces else ''}"]
         fps = self.frames / self.seconds if self.seconds > 0 else 0.0
         out = [f"{self.name}: {self.frames} frames, {self.with_face} with a face, {fps:.1f} fps"]
-        for face_id, counts in sorted(self.labels.items()):
-            total = sum(counts.values())
-            shares = ", ".join(f"{label} {n / total:.0%}" for label, n in counts.most_common())
-            out.append(f"  face {face_id}: {shares} of {total} frames")
+        by_time = sorted(self.labels.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
+        shown = by_time if len(by_time) <= MAX_FACE_LINES else by_time[:MAX_FACE_LINES - 1]
+        for face_id, counts in sorted(shown):
+            out.append(f"  face {face_id}: {_shares(counts)}")
+        if rest := by_time[len(shown):]:
+            counts = sum((c for _, c in rest), Counter())
+            out.append(f"  {len(rest)} more face ids (brief appearances): {_shares(counts)}")
         return out
 
 
-def _check_folder(option: str, path: str | None) -> None:
-    from ..errors import InputError
-
-    if path and path != "-" and not Path(path).resolve().parent.is_dir():
-        raise InputError(f"{option}: folder does not exist: {Path(path).parent}")
+def _shares(counts: Counter) -> str:
+    total = sum(counts.values())
+    shares = ", ".join(f"{label} {n / total:.0%}" for label, n in counts.most_common())
+    return f"{shares} of {total} frames"
 
 
 def _validate(args: argparse.Namespace) -> None:
+    """Every option's value, before any file is read or written (exit 2 on a bad one)."""
     from ..errors import InputError
+    from ..outputs import check_output, check_table_output
 
-    if (args.camera is None) == (not args.inputs):
-        raise InputError("give INPUT files or --camera N (one of the two)")
-    if args.max_faces < 1:
-        raise InputError("--max-faces must be at least 1")
-    if args.forget_after < 0:
-        raise InputError("--forget-after must be >= 0 seconds")
-    from ..outputs import format_for
-
-    try:
-        fmt = format_for(args.output, args.format)
-    except ValueError as exc:
-        raise InputError(str(exc)) from exc
-    if fmt == "parquet" and args.output == "-":
-        raise InputError("parquet cannot stream to stdout; give --output FILE")
-    for option in ("output", "annotate", "plot"):
-        _check_folder(f"--{option}", getattr(args, option))
-    if args.annotate and Path(args.annotate).suffix.lower() not in VIDEO_OUT:
-        raise InputError(f"--annotate: write a video ({', '.join(sorted(VIDEO_OUT))}), "
-                         f"not {args.annotate}")
-    if args.plot:
+    if not 1 <= args.max_faces <= MAX_FACES:
+        raise InputError(f"--max-faces must be between 1 and {MAX_FACES}")
+    if not (math.isfinite(args.forget_after) and args.forget_after >= 0):
+        raise InputError("--forget-after must be a finite number of seconds >= 0")
+    smoothing_params(args)
+    check_table_output(args.output, args.format)  # before any work: a folder, a pipe, ...
+    if args.annotate is not None:
+        if Path(args.annotate).suffix.lower() not in VIDEO_OUT:
+            raise InputError(f"--annotate: write a video ({', '.join(sorted(VIDEO_OUT))}), "
+                             f"not {args.annotate}")
+        check_output(args.annotate, "--annotate")  # a link loop, a folder: named as such
+        if args.annotate == "-" or resolve_output(args.annotate)[1]:
+            raise InputError("--annotate: a video needs a regular file, not a device or pipe")
+    if args.plot is not None:
+        if Path(args.plot).suffix.lower() not in PLOT_OUT:
+            raise InputError(f"--plot: write an image ({', '.join(sorted(PLOT_OUT))}), "
+                             f"not {args.plot}")
         from ..timeline import require_matplotlib
 
         require_matplotlib()
@@ -110,8 +143,36 @@ def _validate(args: argparse.Namespace) -> None:
         raise InputError("--show needs a display (no DISPLAY set); use --annotate OUT.mp4")
 
 
+def smoothing_params(args: argparse.Namespace) -> dict[str, float]:
+    """``--smoothing-param NAME=VALUE`` as a dict: finite, >= 0, margins at most 1."""
+    from ..errors import InputError
+
+    params: dict[str, float] = {}
+    for item in args.smoothing_param:
+        name, _, value = (part.strip() for part in item.partition("="))
+        try:
+            number = float(value)
+        except ValueError:
+            raise InputError(f"--smoothing-param wants NAME=NUMBER, not {item!r}") from None
+        if not name:
+            raise InputError(f"--smoothing-param wants NAME=NUMBER, not {item!r}")
+        if not math.isfinite(number) or number < 0:
+            raise InputError(f"--smoothing-param {name}: must be a finite number >= 0, "
+                             f"not {value}")
+        if (name == "margin" or name == "floor") and number > 1:
+            raise InputError(f"--smoothing-param {name}: a probability, at most 1")
+        params[name] = number
+    return params
+
+
 class Sinks:
-    """Everything a frame result goes to: the table, the annotated video, the window."""
+    """Everything a frame result goes to: the table, the annotated video, the window.
+
+    ``scale`` is the current source's frame pixels per original pixel (a downscaled still):
+    table boxes are given in original pixels.
+    """
+
+    scale: float = 1.0
 
     def __init__(self, args: argparse.Namespace, columns: dict[str, type], fps: float | None,
                  classes: tuple[str, ...]) -> None:
@@ -138,6 +199,8 @@ class Sinks:
         for row in rows:
             if source_name is not None:
                 row["source"] = source_name
+            if self.scale != 1.0:
+                rescale_box(row, self.scale)
             self.writer.write(row)
         if self.args.plot:  # only what the timeline needs: constant-size rows
             self.timeline.extend({k: row.get(k) for k in self._timeline_keys} for row in rows)
@@ -173,17 +236,18 @@ class Sinks:
                 cv2.destroyAllWindows()
 
 
+def rescale_box(row: dict[str, Any], scale: float) -> None:
+    """Box columns of a row from frame pixels back to the original image's pixels."""
+    for key in ("x", "y", "w", "h"):
+        if row.get(key) is not None:
+            row[key] = round(row[key] / scale, 2)
+
+
 def _estimator(args: argparse.Namespace) -> Any:
     from ..errors import InputError
     from ..estimator import EmotionEstimator
 
-    params = {}
-    for item in args.smoothing_param:
-        name, _, value = item.partition("=")
-        try:
-            params[name.strip()] = float(value)
-        except ValueError:
-            raise InputError(f"--smoothing-param wants NAME=NUMBER, not {item!r}") from None
+    params = smoothing_params(args)
     try:
         return EmotionEstimator(args.model, max_faces=args.max_faces, smoothing=args.smoothing,
                                 smoothing_params=params, forget_s=args.forget_after,
@@ -219,21 +283,31 @@ def _analyze(estimator: Any, source: Any, sinks: Sinks, stat: SourceStats,
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import EXIT_INPUT, EXIT_RUNTIME, InputError
-    from ..video import ImageSource, SourceError, expand_inputs, open_source
+    from ..errors import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..errors import EXIT_RUNTIME, EXIT_TERMINATED, InputError, Terminated
+    from ..preflight import checked_items
+    from ..video import ImageSource, SourceError, open_source
 
     _validate(args)
-    try:
-        items: list = [args.camera] if args.camera is not None else expand_inputs(args.inputs)
-    except SourceError as exc:
-        raise InputError(str(exc)) from exc
+    items, skipped = checked_items(
+        args.inputs, args.camera,
+        {"--output": args.output, "--annotate": args.annotate, "--plot": args.plot},
+        args.landmarker, args.skip_bad)
     if (args.annotate or args.plot) and len(items) > 1:
         raise InputError("--annotate and --plot take a single input")
     estimator = _estimator(args)
-    many = len(items) > 1
+    many = len(items) + len(skipped) > 1
     columns = estimator.columns(args.blendshapes)
     if many:
         columns = {"source": str, **columns}
+    for problem in skipped:
+        print(f"warning: skipped: {problem}", file=sys.stderr)
 
     failures: list[str] = []
     stats: list[SourceStats] = []
@@ -243,14 +317,15 @@ def run(args: argparse.Namespace) -> int:
         with estimator:
             for item in items:
                 try:
-                    source = open_source(item)
+                    source = open_source(item, realtime=getattr(args, "realtime", False))
                 except SourceError as exc:
-                    if not many:
+                    if not many:  # an absent camera or stream: nothing was written
                         raise InputError(str(exc)) from exc
-                    failures.append(str(exc))
+                    failures.append(f"{exc} (it changed after the check)")  # runtime: exit 1
                     continue
                 if sinks is None:
                     sinks = Sinks(args, columns, source.fps, estimator.classes)
+                sinks.scale = getattr(source, "scale", 1.0)
                 stats.append(SourceStats(source.name, still=isinstance(source, ImageSource)))
                 with source:
                     _analyze(estimator, source, sinks, stats[-1], source.name if many else None,
@@ -259,12 +334,13 @@ def run(args: argparse.Namespace) -> int:
                     print(f"warning: {warning}", file=sys.stderr)
                 if sinks.quit:
                     break
-    except KeyboardInterrupt:
-        print("interrupted; output so far is kept", file=sys.stderr)
-        status = 0 if args.camera is not None else 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): the same path
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"{what}; output so far is kept", file=sys.stderr)
+        if args.camera is None:
+            status = EXIT_TERMINATED if isinstance(exc, Terminated) else 130
     except SourceError as exc:  # a camera or file that stops delivering mid-run
         failures.append(f"{exc}; output so far is kept")
-        status = EXIT_RUNTIME
     finally:
         if sinks is not None:
             sinks.close()
@@ -281,7 +357,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     for failure in failures:
         print(f"emotion-estimator: error: {failure}", file=sys.stderr)
-    return status or (EXIT_INPUT if failures else 0)
+    return status or (EXIT_RUNTIME if failures else 0)
 
 
 def _summary(stats: list[SourceStats]) -> None:

@@ -20,12 +20,13 @@ def benchmarks_dir() -> Path:
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("which", choices=["accuracy", "speed", "all"],
-                   help="accuracy: FER2013 PrivateTest; speed: video fps, latency, size; all")
+                   help="accuracy: FER2013 PrivateTest (original and FER+ labels) and "
+                        "labelled photos, end to end; speed: video fps, latency, size; all")
     p.add_argument("--setup-peer", action="store_true",
                    help="first build benchmarks/.venv-fer with fer + TensorFlow (large download)")
     p.add_argument("options", nargs=argparse.REMAINDER,
-                   help="passed to the script(s), e.g. --reps 5 or --skip-fer "
-                        "(see benchmarks/README.md)")
+                   help="passed to the script(s), e.g. --reps 5, or --model default lstm "
+                        "--limit 200 for accuracy (see benchmarks/README.md)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,10 +52,24 @@ def run(args: argparse.Namespace) -> int:
     if args.which == "all" and args.options:
         raise InputError("options are script-specific: run 'bench accuracy' and 'bench speed' "
                          "separately to pass them")
+    err = _stderr()
     for name in which:
-        code = subprocess.call([sys.executable, str(root / SCRIPTS[name]), *args.options])
+        code = subprocess.call([sys.executable, str(root / SCRIPTS[name]), *args.options],
+                               stderr=err)
         if code:
             return code
     if args.which == "all":  # both result sets are fresh: the summary table
-        return subprocess.call([sys.executable, str(root / "headline.py")])
+        return subprocess.call([sys.executable, str(root / "headline.py")], stderr=err)
     return 0
+
+
+def _stderr() -> int | None:
+    """Where the scripts' messages go: this process's ``sys.stderr`` (the CLI points fd 2 at
+    /dev/null to hide native logs and keeps the terminal in ``sys.stderr``)."""
+    import sys
+
+    try:
+        sys.stderr.flush()
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # e.g. an in-memory stream under a test
+        return None

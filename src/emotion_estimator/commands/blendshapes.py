@@ -7,12 +7,14 @@ import sys
 import time
 
 from ..outputs import FORMATS
+from .analyze import MAX_FACES, camera_index, rescale_box
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="image or video files, or folders of them")
-    p.add_argument("--camera", type=int, metavar="N", help="read camera N instead (Ctrl-C stops)")
+    p.add_argument("--camera", type=camera_index, metavar="N",
+                   help="read camera N instead (Ctrl-C stops)")
     p.add_argument("-o", "--output", default="-",
                    help="output file, or - for JSON lines on stdout (default)")
     p.add_argument("-f", "--format", choices=FORMATS,
@@ -20,46 +22,61 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-faces", type=int, default=1, metavar="N", help="faces per frame (1)")
     p.add_argument("--landmarker", metavar="PATH",
                    help="face_landmarker.task to use (default: verified cached copy)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="with several inputs, read the usable ones and warn about the others "
+                        "(default: any bad input stops the run before anything is written)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..blendshapes import BLENDSHAPE_NAMES, FaceLandmarker
-    from ..errors import EXIT_INPUT, InputError
+    from ..errors import EXIT_RUNTIME, EXIT_TERMINATED, InputError, Terminated
     from ..estimator import FrameAnalyzer
-    from ..outputs import frame_columns, open_writer
-    from ..video import ImageSource, SourceError, expand_inputs, open_source
+    from ..outputs import check_table_output, frame_columns, open_writer
+    from ..preflight import checked_items
+    from ..video import ImageSource, SourceError, open_source
 
-    if (args.camera is None) == (not args.inputs):
-        raise InputError("give INPUT files or --camera N (one of the two)")
-    if args.max_faces < 1:
-        raise InputError("--max-faces must be at least 1")
-    try:
-        sources: list = [args.camera] if args.camera is not None else expand_inputs(args.inputs)
-    except SourceError as exc:
-        raise InputError(str(exc)) from exc
+    if not 1 <= args.max_faces <= MAX_FACES:
+        raise InputError(f"--max-faces must be between 1 and {MAX_FACES}")
+    check_table_output(args.output, args.format)  # before any work: a folder, a pipe, ...
+    sources, skipped = checked_items(args.inputs, args.camera, {"--output": args.output},
+                                     args.landmarker, args.skip_bad)
+    many = len(sources) + len(skipped) > 1
     columns = frame_columns((), BLENDSHAPE_NAMES)
-    if len(sources) > 1:
+    if many:
         columns = {"source": str, **columns}
-    try:
-        writer = open_writer(args.output, args.format, columns)
-    except (OSError, ValueError) as exc:
-        raise InputError(str(exc)) from exc
+    for problem in skipped:
+        print(f"warning: skipped: {problem}", file=sys.stderr)
 
     failures: list[str] = []
     frames = with_face = 0
+    status = 0
+    writer = None
     start = time.perf_counter()
-    with writer:
+    try:
         for item in sources:
             try:
                 source = open_source(item)
             except SourceError as exc:
-                if args.camera is not None:
+                if not many:  # an absent camera: nothing was written
                     raise InputError(str(exc)) from exc
-                failures.append(str(exc))
+                failures.append(f"{exc} (it changed after the check)")
                 continue
+            if writer is None:
+                try:
+                    writer = open_writer(args.output, args.format, columns)
+                except (OSError, ValueError) as exc:
+                    raise InputError(str(exc)) from exc
+            scale = getattr(source, "scale", 1.0)
             mode = "image" if isinstance(source, ImageSource) else "video"
             track = FrameAnalyzer(None)  # persistent face ids, no classifier
             with source, FaceLandmarker(args.landmarker, mode=mode,
@@ -71,12 +88,24 @@ def run(args: argparse.Namespace) -> int:
                     frames += 1
                     with_face += bool(result.faces)
                     for row in result.rows(blendshapes=True):
-                        if len(sources) > 1:
+                        if many:
                             row["source"] = source.name
+                        if scale != 1.0:
+                            rescale_box(row, scale)
                         writer.write(row)
                 bar.close()
             for warning in source.warnings:
                 print(f"warning: {warning}", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): the same path
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"{what}; output so far is kept", file=sys.stderr)
+        if args.camera is None:
+            status = EXIT_TERMINATED if isinstance(exc, Terminated) else 130
+    except SourceError as exc:  # a camera or file that stops delivering mid-run
+        failures.append(f"{exc}; output so far is kept")
+    finally:
+        if writer is not None:
+            writer.close()
     elapsed = time.perf_counter() - start
     if frames or not failures:
         where = "stdout" if args.output == "-" else args.output
@@ -84,6 +113,4 @@ def run(args: argparse.Namespace) -> int:
               f"-> {where}", file=sys.stderr)
     for failure in failures:
         print(f"emotion-estimator: error: {failure}", file=sys.stderr)
-    if failures:
-        return EXIT_INPUT
-    return 0
+    return status or (EXIT_RUNTIME if failures else 0)

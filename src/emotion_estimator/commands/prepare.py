@@ -74,6 +74,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
+    from ..lock import folder_lock
     from ..training.prepare import PrepareOptions, prepare
 
     variants = tuple(v.strip() for v in args.preprocess.split(",") if v.strip())
@@ -88,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         min_detection_confidence=args.min_detection_confidence, workers=args.workers,
         chunk_size=args.chunk_size, on_bad_row=args.on_bad_row, force=args.force,
         progress=not args.no_progress, table3_full=args.table3_full)
-    report = prepare(opts)
+    with folder_lock(args.out):  # a second run into the same --out: exit 2 at once
+        report = prepare(opts)
     rows = report["rows"]
     rates = "; ".join(f"{name}: {100 * det['rate_all']:.1f}% detected"
                       for name, det in report["counts"]["detection"].items()

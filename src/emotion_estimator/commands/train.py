@@ -1,4 +1,8 @@
-"""``emotion-estimator train DATASET --out RUN``: train the LSTM (or dense) classifier."""
+"""``emotion-estimator train DATASET --out RUN``: train a classifier.
+
+``--kind lstm|dense``: the paper's blendshape models; ``--kind fusion``: the face crop +
+landmarks + blendshapes model (:mod:`emotion_estimator.training.fusion_train`).
+"""
 
 from __future__ import annotations
 
@@ -13,27 +17,31 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="rule (the paper's rule on this train split: score > 0.4 in > 100 "
                         "images) | paper27 | all | selection JSON | comma-separated names "
                         "(default: rule)")
-    d.add_argument("--preprocess", default="raw,pad",
-                   help="preprocess variants to train/validate on (default: raw,pad)")
+    d.add_argument("--preprocess",
+                   help="preprocess variants to train/validate on (default: raw,pad; fusion: "
+                        "pad)")
     d.add_argument("--no-augmented", dest="augmented", action="store_false",
                    help="leave out augmented train rows")
     m = p.add_argument_group("model")
-    m.add_argument("--kind", choices=["lstm", "dense"], default="lstm")
+    m.add_argument("--kind", choices=["lstm", "dense", "fusion"], default="lstm",
+                   help="the paper's lstm or dense blendshape model, or fusion (aligned face "
+                        "crop + landmarks + blendshapes; see the fusion options)")
     m.add_argument("--hidden", type=int, default=32, help="units per layer (default: 32)")
     m.add_argument("--layers", type=int, default=2, help="stacked layers (default: 2)")
-    m.add_argument("--dropout", type=float, default=0.1)
+    m.add_argument("--dropout", type=float, help="(default: 0.1; fusion: 0.3)")
     m.add_argument("--activation", choices=["relu", "gelu", "tanh", "silu"], default="tanh",
                    help="hidden activation of the dense model")
     o = p.add_argument_group("optimisation")
     o.add_argument("--loss", choices=["cce", "mse", "focal"], default="cce")
     o.add_argument("--no-class-weights", dest="class_weights", action="store_false",
                    help="unweighted loss (default: balanced class weights)")
-    o.add_argument("--smoothing", type=float, default=0.0, help="label smoothing (cce)")
+    o.add_argument("--smoothing", type=float,
+                   help="label smoothing (default: 0; fusion: 0.05)")
     o.add_argument("--gamma", type=float, default=2.0, help="focal loss gamma")
-    o.add_argument("--lr", type=float, default=1e-3)
-    o.add_argument("--weight-decay", type=float, default=1e-4)
+    o.add_argument("--lr", type=float, help="(peak) learning rate (default: 1e-3; fusion: 3e-3)")
+    o.add_argument("--weight-decay", type=float, help="(default: 1e-4; fusion: 5e-4)")
     o.add_argument("--batch-size", type=int, default=128)
-    o.add_argument("--epochs", type=int, default=60)
+    o.add_argument("--epochs", type=int, help="(default: 60; fusion: 24)")
     o.add_argument("--plateau", type=int, default=3,
                    help="halve the learning rate after N epochs without a better validation "
                         "loss; 0 = constant rate (default: 3)")
@@ -44,7 +52,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="per-class logit offsets fitted on the validation split to maximise "
                         "macro F1 or accuracy + macro F1 (default: acc+f1)")
     o.add_argument("--seed", type=int, default=0)
-    o.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    o.add_argument("--threads", type=int, help="torch CPU threads (default: 1; fusion: 2)")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -52,6 +60,8 @@ def config_from_args(args: argparse.Namespace):
     from ..errors import InputError
     from ..training.train import TrainConfig
 
+    _defaults(args, preprocess="raw,pad", dropout=0.1, smoothing=0.0, lr=1e-3,
+              weight_decay=1e-4, epochs=60, threads=1)
     for name in ("hidden", "layers", "batch_size", "epochs", "threads"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
@@ -74,6 +84,13 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
+def _defaults(args: argparse.Namespace, **values: object) -> None:
+    """Fill the options left unset with the chosen model family's defaults."""
+    for name, value in values.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
+
+
 def _command() -> str:
     """The command line as typed (stored in the exported metadata)."""
     import shlex
@@ -82,15 +99,67 @@ def _command() -> str:
     return shlex.join(["emotion-estimator", *sys.argv[1:]])
 
 
+def add_fusion_arguments(p: argparse.ArgumentParser) -> None:
+    f = p.add_argument_group("fusion model (--kind fusion)")
+    f.add_argument("--inputs", default="face,landmarks,blendshapes",
+                   help="comma list of face, landmarks, blendshapes (default: all three)")
+    f.add_argument("--labels", choices=["fer", "ferplus"], default="fer",
+                   help="targets: FER2013's labels, or FER+ vote shares (soft; needs --ferplus)")
+    f.add_argument("--ferplus", metavar="CSV", help="FER+ fer2013new.csv (same row order)")
+    f.add_argument("--width", type=int, default=32, help="CNN channels after the stem")
+    f.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="train without augmentation")
+    f.add_argument("--max-sad-as-happy", type=float, default=0.03,
+                   help="cap on the validation rate of sad faces called happy when fitting "
+                        "the operating point (default: 0.03)")
+    f.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
+
+
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", help="blendshape dataset: dataset.parquet or the folder holding it")
+    p.add_argument("dataset", help="prepared dataset: dataset.parquet or the folder holding it")
     p.add_argument("--out", required=True, help="run folder (model.pt, history, curves.png)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--export", metavar="ONNX", help="also export the best model to this .onnx")
     add_model_arguments(p)
+    add_fusion_arguments(p)
+
+
+def fusion_config_from_args(args: argparse.Namespace):
+    """A :class:`FusionConfig` from parsed options (validated: bad values exit 2)."""
+    from ..errors import InputError
+    from ..training.fusion import INPUT_NAMES
+    from ..training.fusion_train import FusionConfig
+
+    d = FusionConfig()
+    _defaults(args, preprocess=d.preprocess, dropout=d.dropout, smoothing=d.smoothing, lr=d.lr,
+              weight_decay=d.weight_decay, epochs=d.epochs, threads=d.threads)
+
+    inputs = tuple(s.strip() for s in args.inputs.split(",") if s.strip())
+    if not inputs or any(i not in INPUT_NAMES for i in inputs):
+        raise InputError(f"--inputs takes a comma list of {', '.join(INPUT_NAMES)}")
+    if args.labels == "ferplus" and not (args.ferplus and Path(args.ferplus).is_file()):
+        raise InputError("--labels ferplus needs --ferplus pointing at fer2013new.csv")
+    for name in ("batch_size", "epochs", "threads", "width"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= args.max_sad_as_happy <= 1 or not 0 <= args.dropout < 1:
+        raise InputError("--max-sad-as-happy must be in [0, 1] and --dropout in [0, 1)")
+    if not Path(args.dataset).exists():
+        raise InputError(f"dataset not found: {args.dataset}")
+    return FusionConfig(
+        dataset=str(args.dataset), inputs=tuple(n for n in INPUT_NAMES if n in inputs),
+        preprocess=args.preprocess.split(",")[0].strip(), labels=args.labels,
+        ferplus=str(args.ferplus or ""), width=args.width, dropout=args.dropout,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, smoothing=args.smoothing,
+        class_weights=args.class_weights, augment=args.augment,
+        max_sad_as_happy=args.max_sad_as_happy, seed=args.seed, threads=args.threads,
+        device=args.device, command=_command())
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.kind == "fusion":
+        return _run_fusion(args)
     from ..training.train import train
 
     config = config_from_args(args)
@@ -101,4 +170,18 @@ def run(args: argparse.Namespace) -> int:
         meta = export(result.checkpoint, args.export)
         print(f"exported {args.export} ({meta['onnx_bytes']} bytes)")
     print(f"{Path(args.out) / 'model.pt'}")
+    return 0
+
+
+def _run_fusion(args: argparse.Namespace) -> int:
+    from ..training.fusion_train import CHECKPOINT, train_fusion
+
+    config = fusion_config_from_args(args)
+    train_fusion(config, args.out, resume=args.resume)
+    if args.export:
+        from ..training.fusion_export import export_fusion
+
+        meta = export_fusion(Path(args.out) / CHECKPOINT, args.export)
+        print(f"exported {args.export} ({meta['onnx_bytes']} bytes)")
+    print(f"{Path(args.out) / CHECKPOINT}")
     return 0

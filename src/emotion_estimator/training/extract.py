@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..atomic import write_parquet
 from ..blendshapes import BLENDSHAPE_NAMES
+from ..features import DEFAULT_FACE_SIZE, aligned_landmarks, face_crop
 from .augment import Preprocess, apply_aug, aug_params
 
 
@@ -32,6 +33,7 @@ class ExtractConfig:
     max_angle: float = 36.0
     min_detection_confidence: float = 0.5
     model_path: str | None = None
+    face_size: int = DEFAULT_FACE_SIZE
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,10 @@ def extract(chunks: Sequence[Chunk], config: ExtractConfig, work_dir: Path, *,
             workers: int = 1, progress: Callable[[int], None] | None = None) -> pd.DataFrame:
     """Run the chunks whose shard is missing, then return all shards as one table.
 
-    Columns: ``image_id, copy, preprocess, aug_params, detected`` and the 52 blendshapes
-    (float32, NaN where no face was found), sorted by image_id, copy, variant order.
+    Columns: ``image_id, copy, preprocess, aug_params, detected``, the 52 blendshapes
+    (float32, NaN where no face was found) and, as raw bytes (empty where no face), the
+    ``landmarks`` and ``face`` model inputs of :mod:`emotion_estimator.features` (float32
+    478x3, uint8 size x size), sorted by image_id, copy, variant order.
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     todo = [c for c in chunks if not shard_path(work_dir, c.index).exists()]
@@ -139,7 +143,7 @@ def _run_chunk(job: tuple[Chunk, Path]) -> int:
     config: ExtractConfig = _state["config"]
     landmarker = _state["landmarker"]
     rows: dict[str, list] = {k: [] for k in ("image_id", "copy", "preprocess", "aug_params",
-                                             "detected")}
+                                             "detected", "landmarks", "face")}
     scores = []
     nan = np.full(len(BLENDSHAPE_NAMES), np.nan, dtype=np.float32)
     for image_id, n_copies, image in zip(chunk.image_ids, chunk.copies, chunk.pixels,
@@ -148,13 +152,19 @@ def _run_chunk(job: tuple[Chunk, Path]) -> int:
             params = aug_params(config.seed, int(image_id), copy, config.max_angle) if copy else {}
             source = apply_aug(image, params) if copy else image
             for variant in config.variants:
-                faces = landmarker.detect(variant(source))
+                shown = variant(source)
+                faces = landmarker.detect(shown)
                 rows["image_id"].append(int(image_id))
                 rows["copy"].append(copy)
                 rows["preprocess"].append(variant.name)
                 rows["aug_params"].append(json.dumps(params) if copy else "")
                 rows["detected"].append(bool(faces))
                 scores.append(faces[0].scores if faces else nan)
+                h, w = shown.shape[:2]
+                rows["landmarks"].append(aligned_landmarks(faces[0], w, h).tobytes()
+                                         if faces else b"")
+                rows["face"].append(face_crop(shown, faces[0], config.face_size).tobytes()
+                                    if faces else b"")
     table = pd.DataFrame(rows)
     table["image_id"] = table["image_id"].astype(np.int64)
     table["copy"] = table["copy"].astype(np.int16)
@@ -165,7 +175,8 @@ def _run_chunk(job: tuple[Chunk, Path]) -> int:
 
 
 def _empty() -> pd.DataFrame:
-    columns = ["image_id", "copy", "preprocess", "aug_params", "detected", *BLENDSHAPE_NAMES]
+    columns = ["image_id", "copy", "preprocess", "aug_params", "detected", "landmarks", "face",
+               *BLENDSHAPE_NAMES]
     return pd.DataFrame(columns=columns)
 
 

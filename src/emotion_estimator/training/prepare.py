@@ -24,6 +24,7 @@ import pandas as pd
 from ..atomic import write_parquet, write_text
 from ..blendshapes import BLENDSHAPE_NAMES
 from ..errors import InputError
+from ..features import DEFAULT_FACE_SIZE, FEATURES
 from . import report as report_mod
 from .augment import Preprocess
 from .caps import apply_caps, class_map, parse_caps
@@ -32,6 +33,7 @@ from .fer2013 import load
 
 META_COLUMNS = ("image_id", "split", "source_label", "label", "augmented", "aug_params",
                 "preprocess")
+GEOMETRY_COLUMNS = ("landmarks", "face")  # raw bytes of the features module's inputs
 DATASET = "dataset.parquet"
 WORK = ".work"
 
@@ -59,6 +61,7 @@ class PrepareOptions:
     progress: bool = True
     table3_full: bool = False
     model_path: str | None = None
+    face_size: int = DEFAULT_FACE_SIZE
 
 
 def is_finished(out: Path) -> bool:
@@ -103,7 +106,7 @@ def prepare(opts: PrepareOptions) -> dict:
 
     config = ExtractConfig(variants=variants, seed=opts.seed, max_angle=opts.max_angle,
                            min_detection_confidence=opts.min_detection_confidence,
-                           model_path=str(model))
+                           model_path=str(model), face_size=opts.face_size)
     fingerprint = _fingerprint(opts, config, ids, copies, data.pixels[kept])
     work = out / WORK / fingerprint
     work.mkdir(parents=True, exist_ok=True)
@@ -118,7 +121,8 @@ def prepare(opts: PrepareOptions) -> dict:
     start = time.perf_counter()
     extracted = _with_labels(extracted, samples)
     detected = extracted["detected"].to_numpy()
-    dataset = extracted.loc[detected, [*META_COLUMNS, *BLENDSHAPE_NAMES]].reset_index(drop=True)
+    dataset = extracted.loc[detected, [*META_COLUMNS, *BLENDSHAPE_NAMES, *GEOMETRY_COLUMNS]]
+    dataset = dataset.reset_index(drop=True)
     undetected = extracted.loc[~detected, list(META_COLUMNS)].reset_index(drop=True)
     counts = report_mod.build(samples, extracted, [v.name for v in variants],
                               list(dict.fromkeys(mapping.values())))
@@ -141,6 +145,7 @@ def prepare(opts: PrepareOptions) -> dict:
                     "flip_p": 0.5, "split": "train"},
         "preprocess": [v.describe() for v in variants],
         "min_detection_confidence": opts.min_detection_confidence,
+        "features": {**{k: f"v{v}" for k, v in FEATURES.items()}, "face_size": opts.face_size},
         "limit": opts.limit, "workers": opts.workers, "chunk_size": opts.chunk_size,
         "versions": {"mediapipe": mediapipe.__version__, "numpy": np.__version__,
                      "pandas": pd.__version__, "python": sys.version.split()[0]},
@@ -189,7 +194,8 @@ def _fingerprint(opts: PrepareOptions, config: ExtractConfig, ids: np.ndarray,
     digest = hashlib.sha256()
     settings = {"variants": [v.describe() for v in config.variants], "seed": config.seed,
                 "max_angle": config.max_angle, "conf": config.min_detection_confidence,
-                "model": config.model_path, "chunk_size": opts.chunk_size}
+                "model": config.model_path, "chunk_size": opts.chunk_size,
+                "features": FEATURES, "face_size": config.face_size}
     digest.update(json.dumps(settings, sort_keys=True).encode())
     for array in (ids, copies, pixels):
         digest.update(np.ascontiguousarray(array).tobytes())

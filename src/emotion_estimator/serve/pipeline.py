@@ -1,0 +1,201 @@
+"""The per-frame work of the server on threads, through :meth:`EmotionEstimator.stream`.
+
+:class:`LivePipeline` runs the shared loop over the live source; :class:`FramesSession` runs
+it over the frames one ``/v1/frames`` client sends (its own tracker and filters). Both hand
+each result to :class:`Publisher`, which builds the messages, counts metrics, keeps the
+newest result for the dashboard and passes the messages to the hub on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ..errors import describe
+from ..estimator import EmotionEstimator, FrameAnalyzer, FrameResult
+from ..live import LiveFrame, latency_ms
+from ..video import Frame, FrameSource
+from .hub import Hub
+from .messages import EventDetector, dumps, frame_message
+from .metrics import Metrics
+
+_LOCAL = threading.local()
+
+
+class TrackingEstimator(EmotionEstimator):
+    """An :class:`EmotionEstimator` that remembers, per thread, the analyzer its latest
+    stream made, so change events can ask the face's filter whether it has decided."""
+
+    def analyzer(self, smoothing: str | None = None) -> FrameAnalyzer:
+        analyzer = super().analyzer(smoothing)
+        _LOCAL.analyzer = analyzer
+        return analyzer
+
+
+def thread_decided() -> Callable[[int], bool] | None:
+    """``decided(face_id)`` of the stream running in this thread (None: not known)."""
+    bank = getattr(getattr(_LOCAL, "analyzer", None), "filters", None)
+    return getattr(bank, "decided", None)
+
+
+class Publisher:
+    """Result -> messages, metrics, the newest result; messages go to ``hub`` on ``loop``."""
+
+    def __init__(self, hub: Hub, metrics: Metrics, classes: tuple[str, ...]) -> None:
+        self.hub, self.metrics, self.classes = hub, metrics, classes
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self._latest: FrameResult | None = None
+        self._jpeg: tuple[FrameResult | None, bytes | None] = (None, None)
+
+    def __call__(self, result: FrameResult, source: str, frame: LiveFrame | None,
+                 detector: EventDetector, dropped: int = 0,
+                 new_drops: int = 0) -> list[dict[str, Any]]:
+        latency = latency_ms(frame) if frame is not None else None
+        decided = thread_decided()
+        msg = frame_message(result, source, frame, latency, dropped, decided)
+        events = detector(result, source, frame, decided)
+        with self._lock:
+            self.metrics.frame(len(result.faces), None if latency is None else latency / 1000,
+                               new_drops)
+            self._latest = result
+        if events:
+            self.metrics.events.inc(len(events))
+        texts = [("frame", dumps(msg)), *(("event", dumps(e)) for e in events)]
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (shutdown)
+                loop.call_soon_threadsafe(self.hub.publish, texts)
+        return [msg, *events]
+
+    def jpeg(self) -> bytes | None:
+        """The newest result drawn (boxes, labels, bars) as JPEG; one encoding per result."""
+        import cv2
+
+        from ..render import annotate
+
+        with self._lock:
+            latest, (done, data) = self._latest, self._jpeg
+        if latest is None or latest.image is None:
+            return None
+        if done is latest:
+            return data
+        image = annotate(latest.image, latest, self.classes)
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        data = buf.tobytes() if ok else None
+        with self._lock:
+            self._jpeg = (latest, data)
+        return data
+
+
+class LivePipeline:
+    """The live source through the shared loop on one thread, until stopped or it ends."""
+
+    def __init__(self, estimator: EmotionEstimator, source: FrameSource,
+                 publish: Publisher) -> None:
+        self.estimator, self.source, self.publish = estimator, source, publish
+        self.state = "starting"
+        self.error: str | None = None
+        self.frames = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="live pipeline", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        detector, seen = EventDetector(), 0
+        self.state = "running"
+        try:
+            for result in self.estimator.stream(self.source):
+                if self._stop.is_set():
+                    break
+                frame = getattr(self.source, "current", None)
+                if not isinstance(frame, LiveFrame) or frame.index != result.frame:
+                    frame = None
+                dropped = getattr(self.source, "dropped_before_current", 0)
+                self.publish(result, self.source.name, frame, detector, dropped, dropped - seen)
+                seen = dropped
+                self.frames += 1
+        except Exception as exc:  # noqa: BLE001 - reported by /healthz and the CLI
+            self.error, self.state = describe(exc), "failed"
+            return
+        self.state = "stopped" if self._stop.is_set() else "ended"
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the loop and release the source (camera, stream or file)."""
+        self._stop.set()
+        if self.source.is_live:  # unblocks a loop waiting for the next frame
+            self.source.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        self.source.close()
+
+
+class PushSource(FrameSource):
+    """Frames pushed by a client, as a live source (one at a time)."""
+
+    is_live = True
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.current: LiveFrame | None = None
+        self._queue: queue.Queue[LiveFrame | None] = queue.Queue(maxsize=2)
+        self._count = 0
+        self._t0 = time.monotonic()
+
+    def push(self, image: np.ndarray, received: float) -> None:
+        self._queue.put(LiveFrame(self._count, received - self._t0, image, captured=received,
+                                  wall=time.time() - (time.monotonic() - received)))
+        self._count += 1
+
+    def end(self) -> None:
+        self._queue.put(None)
+
+    def __iter__(self) -> Iterator[Frame]:
+        while (frame := self._queue.get()) is not None:
+            self.current = frame
+            yield frame
+
+
+class FramesSession:
+    """One ``/v1/frames`` client: its own thread, tracker and filters."""
+
+    def __init__(self, estimator: EmotionEstimator, publish: Publisher, name: str) -> None:
+        self.estimator, self.publish, self.name = estimator, publish, name
+        self.source = PushSource(name)
+        self.loop = asyncio.get_running_loop()
+        self.results: asyncio.Queue[list[dict[str, Any]] | BaseException] = asyncio.Queue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        detector = EventDetector()
+        try:
+            for result in self.estimator.stream(self.source):
+                out: list[dict[str, Any]] | BaseException = self.publish(
+                    result, self.name, self.source.current, detector)
+                self.loop.call_soon_threadsafe(self.results.put_nowait, out)
+        except Exception as exc:  # noqa: BLE001 - handed to the connection
+            self.loop.call_soon_threadsafe(self.results.put_nowait, exc)
+
+    async def analyze(self, image: np.ndarray, received: float) -> list[dict[str, Any]]:
+        """The messages for one frame (the frame message, then any events)."""
+        self.source.push(image, received)
+        out = await self.results.get()
+        if isinstance(out, BaseException):
+            raise out
+        return out
+
+    def close(self) -> None:
+        """End the stream (its landmarker is released by the thread); blocking."""
+        self.source.end()
+        self._thread.join(timeout=10)

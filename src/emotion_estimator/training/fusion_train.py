@@ -1,0 +1,278 @@
+"""Train the fusion model: AdamW + one-cycle rate, batched augmentation, resumable epochs.
+
+Uses CUDA when present (``device="auto"``), else all the CPU threads asked for. Each epoch
+writes ``state.pt``; the weights with the best validation score (accuracy + macro F1) are kept.
+At the end a temperature and per-class logit offsets are fitted on the validation split, the
+offsets under a cap on sad faces called happy (the worst error for a robot), and the run is
+written as ``fusion.pt`` + ``metrics.json`` + ``history.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from ..atomic import atomic_path, write_text
+from .data import CLASSES, class_weights, provenance
+from .fusion import INPUT_NAMES, FusionDimensions, FusionNet
+from .fusion_augment import AugmentConfig, augment, blendshape_mirror, landmark_mirror
+from .fusion_data import FusionSplit, load_splits
+from .metrics import accuracy_and_macro_f1, classification_metrics, fit_temperature, softmax
+
+STATE = "state.pt"
+CHECKPOINT = "fusion.pt"
+
+
+@dataclass
+class FusionConfig:
+    """All knobs of one fusion training run (stored with the checkpoint and the model)."""
+
+    dataset: str = ""
+    inputs: tuple[str, ...] = INPUT_NAMES
+    preprocess: str = "pad"
+    labels: str = "fer"  # fer | ferplus (soft targets from FER+ votes)
+    ferplus: str = ""
+    width: int = 32
+    dropout: float = 0.3
+    epochs: int = 24
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    smoothing: float = 0.05
+    aux_weight: float = 0.3
+    modality_dropout: float = 0.1
+    class_weights: bool = True
+    augment: bool = True
+    max_sad_as_happy: float = 0.03  # cap on the validation sad -> happy rate for the offsets
+    seed: int = 0
+    threads: int = 2
+    device: str = "auto"
+    classes: tuple[str, ...] = CLASSES
+    command: str = ""
+    augment_config: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["inputs"], d["classes"] = list(self.inputs), list(self.classes)
+        return d
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _tensors(split: FusionSplit, device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v).to(device) for k, v in split.inputs.items()}
+
+
+@torch.no_grad()
+def logits_of(model: FusionNet, inputs: dict[str, torch.Tensor], batch: int = 512) -> np.ndarray:
+    model.eval()
+    n = len(next(iter(inputs.values())))
+    parts = [model(**{k: v[i:i + batch] for k, v in inputs.items()})[0].float().cpu()
+             for i in range(0, n, batch)]
+    return torch.cat(parts).numpy() if parts else np.zeros((0, model.dims.n_classes))
+
+
+def fit_operating_point(logits: np.ndarray, y: np.ndarray, classes: tuple[str, ...],
+                        max_sad_as_happy: float, span: float = 2.0,
+                        steps: int = 41) -> np.ndarray:
+    """Offsets (last class 0) maximising accuracy + macro F1 with sad -> happy <= the cap.
+
+    Where no offsets meet the cap, the ones with the lowest sad -> happy rate are taken.
+    """
+    k = logits.shape[1]
+    sad, happy = classes.index("sad"), classes.index("happy")
+    is_sad = y == sad
+    grid = np.linspace(-span, span, steps)
+    best, best_key = np.zeros(k), (-math.inf, -math.inf, -math.inf)
+    for a in grid:
+        for b in grid:
+            off = np.zeros(k)
+            off[happy], off[sad] = a, b
+            pred = (logits + off).argmax(1)
+            rate = float((pred[is_sad] == happy).mean()) if is_sad.any() else 0.0
+            acc, f1 = accuracy_and_macro_f1(y, pred, k)
+            key = (float(rate <= max_sad_as_happy), -rate if rate > max_sad_as_happy else 0.0,
+                   acc + f1 - 1e-4 * float(np.abs(off).sum()))
+            if key > best_key:
+                best, best_key = off, key
+    return best
+
+
+def report(y: np.ndarray, proba: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
+    """Metrics plus the robot's error rates: sad -> happy and happy -> sad."""
+    pred = proba.argmax(1)
+    m = classification_metrics(y, pred, classes, proba)
+    sad, happy = classes.index("sad"), classes.index("happy")
+    m["sad_as_happy"] = float((pred[y == sad] == happy).mean()) if (y == sad).any() else None
+    m["happy_as_sad"] = float((pred[y == happy] == sad).mean()) if (y == happy).any() else None
+    return m
+
+
+def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool = False,
+                 log: Callable[[str], None] | None = None,
+                 splits: dict[str, FusionSplit] | None = None) -> dict[str, Any]:
+    """Train, calibrate, write the run folder; returns the checkpoint dict.
+
+    ``splits`` (``train`` and ``val``) replaces reading ``config.dataset``.
+    """
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    started = time.perf_counter()
+    out = Path(out)
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    torch.set_num_threads(max(1, config.threads))
+    splits = splits or load_splits(config.dataset, config.inputs, preprocess=config.preprocess,
+                         classes=config.classes,
+                         ferplus=config.ferplus if config.labels == "ferplus" else None,
+                         splits=("train", "val"))
+    train, val = splits["train"], splits["val"]
+    if not len(train) or not len(val):
+        from ..errors import InputError
+
+        raise InputError(f"dataset has no detected train/val rows for preprocess "
+                         f"{config.preprocess!r}")
+    face_size = train.inputs["face"].shape[1] if "face" in train.inputs else 48
+    dims = FusionDimensions(inputs=tuple(config.inputs), n_classes=len(config.classes),
+                            face_size=face_size, width=config.width, dropout=config.dropout)
+    model = FusionNet(dims)
+    stats, lm_perm = {}, None
+    for name in ("landmarks", "blendshapes"):
+        if name in train.inputs:
+            x = torch.from_numpy(train.inputs[name]).float()
+            stats[name] = (x.mean(0), x.std(0))
+    model.set_stats(stats)
+    if "landmarks" in train.inputs:
+        lm_perm = torch.from_numpy(landmark_mirror(train.inputs["landmarks"].mean(0))).to(device)
+    bs_perm = torch.from_numpy(blendshape_mirror()).to(device)
+    aug_cfg = AugmentConfig(**config.augment_config) if config.augment else AugmentConfig.off()
+    model.modality_dropout = config.modality_dropout
+    model.to(device)
+
+    weight = torch.from_numpy(class_weights(train.y, len(config.classes))).to(device) \
+        if config.class_weights else None
+    optim = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                              weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optim, max_lr=config.lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+        pct_start=0.2)
+    xt, tt = _tensors(train, device), torch.from_numpy(train.target).to(device)
+    xv = _tensors(val, device)
+    gen = torch.Generator().manual_seed(config.seed)
+
+    start, best, best_state, history, before = 0, -math.inf, None, [], 0.0
+    if resume and (out / STATE).is_file():
+        state = torch.load(out / STATE, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optim"])
+        schedule.load_state_dict(state["schedule"])
+        gen.set_state(state["gen"])
+        start, best, best_state, history = (state["epoch"], state["best"],
+                                            state["best_state"], state["history"])
+        before = float(state.get("elapsed", 0.0))
+        log(f"resumed {out} at epoch {start}")
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log(f"fusion [{', '.join(config.inputs)}]: {n_params} parameters, train {len(train)}, "
+        f"val {len(val)}, {device}")
+
+    for epoch in range(start, config.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(train), generator=gen).to(device)
+        total = 0.0
+        for i in range(0, len(train), config.batch_size):
+            idx = order[i:i + config.batch_size]
+            batch = augment({k: v[idx] for k, v in xt.items()}, aug_cfg, gen, lm_perm, bs_perm)
+            logits, aux = model(**batch)
+            target = tt[idx]
+            loss = _loss(logits, target, weight, config.smoothing)
+            for a in aux.values():
+                loss = loss + config.aux_weight * _loss(a, target, weight, config.smoothing)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optim.step()
+            schedule.step()
+            total += loss.item() * len(idx)
+        logits = logits_of(model, xv)
+        acc, f1 = accuracy_and_macro_f1(val.y, logits.argmax(1), len(config.classes))
+        row = {"epoch": epoch + 1, "lr": schedule.get_last_lr()[0],
+               "train_loss": total / len(train), "val_accuracy": acc, "val_macro_f1": f1,
+               "seconds": time.perf_counter() - t0}
+        history.append(row)
+        improved = acc + f1 > best
+        if improved:
+            best = acc + f1
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        log(f"epoch {epoch + 1:3d}/{config.epochs}  loss {row['train_loss']:.4f}  "
+            f"val acc {acc:.4f}  f1 {f1:.4f}  {row['seconds']:.0f}s{'  *' if improved else ''}")
+        out.mkdir(parents=True, exist_ok=True)
+        state = {"model": model.state_dict(), "optim": optim.state_dict(),
+                 "schedule": schedule.state_dict(), "gen": gen.get_state(), "epoch": epoch + 1,
+                 "best": best, "best_state": best_state, "history": history,
+                 "elapsed": before + time.perf_counter() - started}
+        with atomic_path(out / STATE) as tmp:
+            torch.save(state, tmp)
+
+    assert best_state is not None, "no epoch was trained"
+    model.load_state_dict(best_state)
+    model.to("cpu")
+    logits = logits_of(model, {k: v.cpu() for k, v in xv.items()})
+    temperature = fit_temperature(logits, val.y)
+    offsets = fit_operating_point(logits / temperature, val.y, config.classes,
+                                  config.max_sad_as_happy)
+    val_report = report(val.y, softmax(logits / temperature + offsets), config.classes)
+    seconds = before + time.perf_counter() - started
+    ckpt = {"dims": dims.to_dict(), "state_dict": best_state, "classes": list(config.classes),
+            "temperature": temperature, "offsets": offsets.tolist(), "config": config.to_dict(),
+            "metrics": {"val": val_report, "epochs": len(history), "train_seconds": seconds,
+                        "parameters": n_params, "train_rows": len(train), "val_rows": len(val),
+                        "device": str(device),
+                        "data": provenance(config.dataset) if config.dataset else {}}}
+    log(f"temperature {temperature:.3f}; offsets {np.round(offsets, 2).tolist()}; val accuracy "
+        f"{val_report['accuracy']:.4f}, macro F1 {val_report['macro_f1']:.4f}, sad recall "
+        f"{val_report['per_class']['sad']['recall']:.3f}, sad->happy "
+        f"{val_report['sad_as_happy']:.3f}; {seconds:.0f}s")
+    with atomic_path(out / CHECKPOINT) as tmp:
+        torch.save(ckpt, tmp)
+    write_text(pd.DataFrame(history).to_csv(index=False), out / "history.csv")
+    write_text(json.dumps({"config": ckpt["config"], **ckpt["metrics"]}, indent=1) + "\n",
+               out / "metrics.json")
+    return ckpt
+
+
+def _loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
+          smoothing: float) -> torch.Tensor:
+    """Cross-entropy against (soft) targets, class-weighted by the target's mass."""
+    k = logits.shape[1]
+    target = target * (1 - smoothing) + smoothing / k
+    nll = -(target * F.log_softmax(logits.float(), dim=1))
+    if weight is not None:
+        nll = nll * weight
+    return nll.sum(1).mean()
+
+
+def load_fusion(path: str | os.PathLike) -> tuple[FusionNet, dict[str, Any]]:
+    """A trained fusion model (eval mode, CPU) and its checkpoint dict."""
+    ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
+    dims = ckpt["dims"]
+    model = FusionNet(FusionDimensions(**{**dims, "inputs": tuple(dims["inputs"])}))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt
