@@ -119,3 +119,23 @@ def test_shipped_models_load_by_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError, match="shipped models: default"):
         EmotionClassifier.load("nonexistent")
+
+
+def test_shipped_fusion_model_reads_faces_and_frame(media, landmarker_model) -> None:
+    """The multi-input model builds its inputs from faces + frame; scores alone are refused."""
+    import cv2
+
+    from emotion_estimator.blendshapes import FaceLandmarker
+
+    fusion = EmotionClassifier.load("fusion")
+    assert [s["kind"] for s in fusion.inputs] == ["face", "landmarks", "blendshapes"]
+    image = cv2.imread(str(media / "single_face.jpg"))
+    with FaceLandmarker(landmarker_model, mode="image") as lm:
+        faces = lm.detect(image)
+    p = fusion.predict_faces(faces, image)
+    assert p.shape == (len(faces), 3)
+    assert np.allclose(p.sum(axis=1), 1, atol=1e-5)
+    with pytest.raises(InputError, match="predict_faces"):
+        fusion.predict_proba(np.zeros((1, 52)))
+    with pytest.raises(InputError, match="frame"):
+        fusion.predict_faces(faces, None)

@@ -46,8 +46,12 @@ def test_dataset_contract(prepared):
     out, report = prepared
     data = pd.read_parquet(out / "dataset.parquet")
     assert list(data.columns) == ["image_id", "split", "source_label", "label", "augmented",
-                                  "aug_params", "preprocess", *BLENDSHAPE_NAMES]
+                                  "aug_params", "preprocess", *BLENDSHAPE_NAMES,
+                                  "landmarks", "face"]
     assert all(data[n].dtype == "float32" for n in BLENDSHAPE_NAMES)
+    # the fusion model's inputs, as raw bytes: aligned 478x3 float32 and a 48x48 uint8 crop
+    assert set(data["landmarks"].map(len)) == {478 * 3 * 4}
+    assert set(data["face"].map(len)) == {48 * 48}
     assert data[list(BLENDSHAPE_NAMES)].notna().all().all()
     assert set(data["preprocess"]) == {"raw", "pad"}
     assert set(data["label"]) <= {"happy", "sad", "unknown"}
