@@ -181,8 +181,9 @@ class EmotionEstimator:
 
     def analyzer(self, smoothing: str | None = None) -> FrameAnalyzer:
         """A fresh per-stream state (ids from 0, empty filters)."""
-        return FrameAnalyzer(self.classifier, smoothing or self.smoothing,
-                             self.smoothing_params, self.forget_s)
+        chosen = smoothing or self.smoothing
+        params = self.smoothing_params if chosen == self.smoothing else {}
+        return FrameAnalyzer(self.classifier, chosen, params, self.forget_s)
 
     def analyze_image(self, image: np.ndarray | str | os.PathLike) -> list[FaceResult]:
         """Faces in one still (BGR array or file), ids from left to right, no smoothing.
