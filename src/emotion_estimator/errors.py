@@ -68,3 +68,17 @@ def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
     parser.error = error  # type: ignore[method-assign]
     return parser
+
+
+def interrupted_status(exc: KeyboardInterrupt, live: bool, status: int) -> int:
+    """Say why a run stopped early (Ctrl-C or SIGTERM); its exit code.
+
+    A live camera is ended this way on purpose, so it keeps ``status``.
+    """
+    import sys
+
+    what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+    print(f"{what}; output so far is kept", file=sys.stderr)
+    if live:
+        return status
+    return EXIT_TERMINATED if isinstance(exc, Terminated) else 130

@@ -290,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..errors import EXIT_RUNTIME, EXIT_TERMINATED, InputError, Terminated
+    from ..errors import EXIT_RUNTIME, InputError, interrupted_status
     from ..preflight import checked_items
     from ..video import ImageSource, SourceError, open_source
 
@@ -335,10 +335,7 @@ def _run(args: argparse.Namespace) -> int:
                 if sinks.quit:
                     break
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): the same path
-        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        print(f"{what}; output so far is kept", file=sys.stderr)
-        if args.camera is None:
-            status = EXIT_TERMINATED if isinstance(exc, Terminated) else 130
+        status = interrupted_status(exc, args.camera is not None, status)
     except SourceError as exc:  # a camera or file that stops delivering mid-run
         failures.append(f"{exc}; output so far is kept")
     finally:

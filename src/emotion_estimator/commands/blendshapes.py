@@ -39,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..blendshapes import BLENDSHAPE_NAMES, FaceLandmarker
-    from ..errors import EXIT_RUNTIME, EXIT_TERMINATED, InputError, Terminated
+    from ..errors import EXIT_RUNTIME, InputError, interrupted_status
     from ..estimator import FrameAnalyzer
     from ..outputs import check_table_output, frame_columns, open_writer
     from ..preflight import checked_items
@@ -97,10 +97,7 @@ def _run(args: argparse.Namespace) -> int:
             for warning in source.warnings:
                 print(f"warning: {warning}", file=sys.stderr)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): the same path
-        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        print(f"{what}; output so far is kept", file=sys.stderr)
-        if args.camera is None:
-            status = EXIT_TERMINATED if isinstance(exc, Terminated) else 130
+        status = interrupted_status(exc, args.camera is not None, status)
     except SourceError as exc:  # a camera or file that stops delivering mid-run
         failures.append(f"{exc}; output so far is kept")
     finally:
