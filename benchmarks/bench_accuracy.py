@@ -41,9 +41,6 @@ FERPLUS_CSV = SHARED_DATA / "ferplus" / "fer2013new.csv"
 FOLDER = SHARED_DATA / "muxspace"
 FER_PYTHON = benchlib.REPO / "benchmarks" / ".venv-fer" / "bin" / "python"
 FER_RUNNER = benchlib.REPO / "benchmarks" / "peers" / "fer_runner.py"
-FERPLUS_EMOTIONS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
-                    "contempt")
-FERPLUS_TO_3 = {"happiness": "happy", "sadness": "sad"}  # every other emotion: unknown
 FER_LABELS = {"tflite:api": "fer (detect_emotions on the crop)",
               "tflite:tight": "fer CNN on the tight crop",
               "keras:api": "fer Keras (detect_emotions on the crop)",
@@ -107,26 +104,21 @@ def fer2013_set(csv: Path, limit: int | None, preprocess: str) -> ImageSet:
 
 
 def ferplus_labels(path: Path, ids: np.ndarray) -> tuple[np.ndarray, dict]:
-    """FER+ majority labels of FER2013 ``ids`` (row numbers): the votes folded to 3 classes
-    (happiness -> happy, sadness -> sad, the six other emotions -> unknown), the class with
-    most votes. -1 where dropped: ``unknown``/``NF`` (not a face) votes as many as the top
-    emotion, or a tie between two classes. Returns labels and the drop counts."""
-    votes = pd.read_csv(path)
-    missing = [c for c in (*FERPLUS_EMOTIONS, "unknown", "NF") if c not in votes.columns]
-    if missing:
-        benchlib.fail(f"{path}: not a FER+ vote table (missing {missing[:3]})")
+    """FER+ majority labels of FER2013 ``ids`` (row numbers), by the project's one rule
+    (``emotion_estimator.training.ferplus``): the votes folded to 3 classes (happiness ->
+    happy, sadness -> sad, the six other emotions -> unknown), the class with most votes. -1
+    where dropped: ``unknown``/``NF`` (not a face) votes as many as the top emotion, or a tie
+    between two classes. Returns labels and the drop counts."""
+    from emotion_estimator.errors import InputError
+    from emotion_estimator.training import ferplus
+
+    try:
+        votes = ferplus.read_votes(path)
+    except InputError as exc:
+        benchlib.fail(str(exc))
     if ids.size and ids.max() >= len(votes):
         benchlib.fail(f"{path}: {len(votes)} rows, fewer than FER2013's")
-    v = votes.iloc[ids]
-    counts = np.zeros((len(v), 3))
-    for emotion in FERPLUS_EMOTIONS:
-        counts[:, CLASSES3.index(FERPLUS_TO_3.get(emotion, "unknown"))] += v[emotion].to_numpy()
-    not_face = v[["unknown", "NF"]].to_numpy().max(axis=1) >= \
-        v[list(FERPLUS_EMOTIONS)].to_numpy().max(axis=1)
-    top = counts.max(axis=1, keepdims=True)
-    tie = ((counts == top).sum(axis=1) > 1) & ~not_face
-    y = np.where(not_face | tie, -1, counts.argmax(axis=1))
-    return y.astype(np.int64), {"not_face_or_unknown": int(not_face.sum()), "tie": int(tie.sum())}
+    return ferplus.majority(votes.iloc[ids], CLASSES3)
 
 
 def folder_set(root: Path, limit: int | None, class_map: Path | None,

@@ -32,7 +32,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from benchlib import MEDIA, RESULTS, command_line, guarded, markdown_table, write_atomic
+from benchlib import MEDIA, RESULTS, command_line, guarded, markdown_table, rss_mb, write_atomic
 
 CLIP = MEDIA / "single_face.mp4"
 
@@ -80,10 +80,7 @@ class Server:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return rss_mb(self.proc.pid)
 
     def metric(self, name: str) -> float:
         text = urllib.request.urlopen(f"http://{self.address}/metrics", timeout=10).read()

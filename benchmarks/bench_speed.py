@@ -4,10 +4,19 @@ Video: each run is a fresh subprocess (the two tools live in different venvs); p
 runs alternate ours, fer, fer, ours, ... (the pair's order flips every rep) so machine drift
 hits both alike. A run loads its models, warms up once, then times the whole clip end to end
 (decode, face detection, classification, per-frame results); the headline is the ratio of
-median frames per second. Classifier latency: one face, batch 1, one thread, after warm-up.
+median frames per second. The video runs use the first ``--model`` (default: the shipped
+default).
+
+Classifier latency, per model (``--model``: shipped names or .onnx files; default: every shipped
+model): one real face (``single_face.jpg`` through MediaPipe's landmarker in image mode), batch
+1, one thread (ONNX Runtime and OpenCV), after warm-up: the feature building alone
+(``features.build`` for the model's inputs, and each input on its own), the ONNX graph alone
+on exactly the arrays the classifier feeds it, and the whole per-face step
+``EmotionClassifier.predict_faces(faces, image)``.
 
     .venv/bin/python benchmarks/bench_speed.py                 # results/speed.{md,json,png}
     .venv/bin/python benchmarks/bench_speed.py --reps 5 --clips /work/shared/media/single_face.mp4
+    .venv/bin/python benchmarks/bench_speed.py --model fusion runs/x/model.onnx --reps 1
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from benchlib import RESULTS  # noqa: E402
 FER_PYTHON = benchlib.REPO / "benchmarks" / ".venv-fer" / "bin" / "python"
 FER_RUNNER = benchlib.REPO / "benchmarks" / "peers" / "fer_runner.py"
 CLIPS = [benchlib.MEDIA / "single_face.mp4", benchlib.MEDIA / "face_noface.mov"]
+FACE_IMAGE = benchlib.MEDIA / "single_face.jpg"  # the face of the latency figures
 
 
 # ----------------------------------------------------------------------------- ours, in a child
@@ -39,7 +49,8 @@ def ours_video(clip: str, model: str | None) -> dict:
 
     t0 = time.perf_counter()
     est = EmotionEstimator(model)
-    est.analyze_image(np.zeros((64, 64, 3), np.uint8))  # warm-up: graph + ONNX session
+    # warm-up: graph + ONNX session (on a face, so a model's face path runs once too)
+    est.analyze_image(FACE_IMAGE if FACE_IMAGE.is_file() else np.zeros((64, 64, 3), np.uint8))
     load_s = time.perf_counter() - t0
     start, cpu0 = time.perf_counter(), benchlib.cpu_seconds()
     table = est.analyze_video(clip)
@@ -87,46 +98,82 @@ def video_runs(clips: list[Path], reps: int, model: str | None, fer_mode: str) -
     return runs
 
 
-def ours_latency(model: str | None, calls: int, warmup: int) -> dict:
-    """ONNX graph alone (ORT, 1 thread) and ``EmotionClassifier.predict_proba`` on one face."""
-    import onnxruntime as ort
+def one_face(path: Path = FACE_IMAGE) -> tuple[list, np.ndarray]:
+    """The largest face of a still (MediaPipe, image mode) and the image."""
+    from emotion_estimator.blendshapes import FaceLandmarker
+    from emotion_estimator.video import read_image
 
-    from emotion_estimator import EmotionClassifier
+    image = read_image(path)
+    with FaceLandmarker(mode="image") as landmarker:
+        faces = landmarker.detect(image)
+    if not faces:
+        benchlib.fail(f"no face found in {path}")
+    return faces[:1], image
 
-    clf = EmotionClassifier.load(model, threads=1)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(clf.path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    rng = np.random.default_rng(0)
-    x52 = rng.uniform(0, 1, size=(calls + warmup, 1, 52)).astype(np.float32)
-    xk = np.ascontiguousarray(x52[:, :, : len(clf.blendshapes)])
-    out = {}
-    for label, fn, data in (("onnx", lambda v: session.run(None, {name: v}), xk),
-                            ("predict_proba", clf.predict_proba, x52)):
-        times = []
-        for i, v in enumerate(data):
-            t = time.perf_counter()
-            fn(v)
-            if i >= warmup:
-                times.append(time.perf_counter() - t)
-        out[label] = benchlib.latency_stats(times)
+
+def timed(fn, calls: int, warmup: int) -> dict:
+    """``benchlib.latency_stats`` of ``calls`` calls of ``fn()`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return benchlib.latency_stats(times)
+
+
+def ours_latency(model: str, faces: list, image: np.ndarray, calls: int, warmup: int) -> dict:
+    """One face, batch 1, one thread: feature building (all inputs, and each alone), the ONNX
+    graph alone on the arrays ``predict_faces`` feeds it, and ``predict_faces`` itself."""
+    import cv2
+
+    from emotion_estimator import EmotionClassifier, features
+
+    cv2.setNumThreads(1)  # the face crop's resize and warp
+    clf = EmotionClassifier.load(model, threads=1)  # ORT intra_op 1, inter_op 1
+    session, fed = clf._session, []
+
+    class Recorder:  # the exact feeds of one predict_faces call (selection, scaling, dtypes)
+        def run(self, names, feeds):
+            fed.append((names, feeds))
+            return session.run(names, feeds)
+
+    clf._session = Recorder()
+    clf.predict_faces(faces, image)
+    clf._session = session
+    names, feeds = fed[0]
+    out = {"inputs": [s["kind"] for s in clf.inputs],
+           "features": timed(lambda: features.build(clf.inputs, faces, image), calls, warmup)}
+    if len(clf.inputs) > 1:
+        out["per_input"] = {s["kind"]: timed(lambda s=s: features.build([s], faces, image),
+                                             calls, warmup) for s in clf.inputs}
+    out["onnx"] = timed(lambda: session.run(names, feeds), calls, warmup)
+    out["predict_faces"] = timed(lambda: clf.predict_faces(faces, image), calls, warmup)
     return out
 
 
-def ours_info(model: str | None) -> dict:
+def ours_info(models: list[str]) -> dict:
+    """Per model: file sizes, parameters, kind; the landmarker's size; the installed size."""
     import onnx
 
     from emotion_estimator import EmotionClassifier
     from emotion_estimator.assets import landmarker_path
+    from emotion_estimator.classifier import default_model_path
 
-    clf = EmotionClassifier.load(model)
-    graph = onnx.load(str(clf.path)).graph
-    params = sum(int(np.prod(t.dims)) for t in graph.initializer)
-    return {"file_bytes": {clf.path.name: clf.path.stat().st_size,
-                           "face_landmarker.task": landmarker_path().stat().st_size},
-            "parameters": params, "inputs": len(clf.blendshapes), "trained": clf.trained,
-            "model": str(clf.path), "kind": str(clf.metadata.get("model", {}).get("kind", "?")),
+    info = {}
+    for model in models:
+        clf = EmotionClassifier.load(model)
+        graph = onnx.load(str(clf.path)).graph
+        info[model] = {
+            "model": str(clf.path), "onnx_bytes": clf.path.stat().st_size,
+            "json_bytes": clf.path.with_suffix(".json").stat().st_size,
+            "parameters": sum(int(np.prod(t.dims)) for t in graph.initializer),
+            "kind": str(clf.metadata.get("model", {}).get("kind", "?")),
+            "inputs": [s["kind"] for s in clf.inputs], "trained": clf.trained}
+    shipped = default_model_path().parent
+    return {"models": info, "landmarker_bytes": landmarker_path().stat().st_size,
+            "shipped_bytes": sum(f.stat().st_size for f in shipped.iterdir() if f.is_file()),
             "installed": benchlib.installed_mb("emotion-estimator")}
 
 
@@ -171,19 +218,26 @@ def write_report(report: dict, out: Path) -> None:
                      f"{o['peak_rss_mb']:.0f} / {f['peak_rss_mb']:.0f}",
                      f"{o['load_s_median']:.1f} / {f['load_s_median']:.1f}"])
     lat_o, lat_f = report["latency"]["ours"], report["latency"]["fer"]
-    ours_model = Path(ours["model"]).name
-    size_rows = [
-        ["emotion-estimator", f"{ours_model} ({ours.get('kind', '?')})", f"{ours['parameters']:,}",
-         f"{ours['file_bytes'][ours_model] / 1024:.0f} KiB",
-         f"{ours['file_bytes']['face_landmarker.task'] / 1024:.0f} KiB (MediaPipe landmarker)",
-         f"{lat_o['onnx']['median_ms']:.3f} (p90 {lat_o['onnx']['p90_ms']:.3f})"],
+
+    def ms(stats: dict) -> str:
+        return f"{stats['median_ms']:.3f} ({stats['p90_ms']:.3f})"
+
+    models = ours["models"]
+    model_rows = [[Path(m).name, models[m]["kind"], " + ".join(lat["inputs"]),
+                   f"{models[m]['parameters']:,}", f"{models[m]['onnx_bytes'] / 1024:.0f} KiB",
+                   ms(lat["features"]), ms(lat["onnx"]), ms(lat["predict_faces"])]
+                  for m, lat in lat_o.items()]
+    per_input = "; ".join(
+        f"{Path(m).name}: " + ", ".join(f"{k} {v['median_ms']:.3f}" for k, v in lat["per_input"]
+                                        .items())
+        for m, lat in lat_o.items() if "per_input" in lat)
+    face = report["latency"]["face"]
+    fer_rows = [
         ["fer (default)", "emotion_model_quantized.tflite", f"{fer['parameters']:,}",
          f"{fer['file_bytes']['emotion_model_quantized.tflite'] / 1024:.0f} KiB",
-         f"{fer['file_bytes']['haarcascade_frontalface_default.xml'] / 1024:.0f} KiB (Haar)",
          f"{lat_f['tflite']['median_ms']:.3f} (p90 {lat_f['tflite']['p90_ms']:.3f})"],
         ["fer (Keras)", "emotion_model.hdf5", f"{fer['parameters']:,}",
          f"{fer['file_bytes']['emotion_model.hdf5'] / 1024:.0f} KiB",
-         f"{fer['file_bytes']['haarcascade_frontalface_default.xml'] / 1024:.0f} KiB (Haar)",
          f"{lat_f['keras_eager']['median_ms']:.3f} eager, as fer calls it; "
          f"{lat_f['keras_graph']['median_ms']:.3f} as tf.function"],
     ]
@@ -191,8 +245,9 @@ def write_report(report: dict, out: Path) -> None:
         "# Speed and footprint: emotion-estimator vs fer\n\n",
         f"Generated {report['created']} by `{report['command']}` on {report['machine']}. "
         f"{report['reps']} alternating runs per clip (ours, fer, fer, ours, ...), each a fresh "
-        f"process; fer runs its fastest pipeline (`FER.detect_emotions` per frame, Haar cascade, "
-        f"default TFLite model; mode `{report['fer_mode']}`).\n\n",
+        f"process; ours with the classifier `{Path(report['video_model']).name}`; fer runs its "
+        f"fastest pipeline (`FER.detect_emotions` per frame, Haar cascade, default TFLite "
+        f"model; mode `{report['fer_mode']}`).\n\n",
         "## Video, end to end (decode + face detection + classification)\n\n",
         benchlib.markdown_table(
             ["clip", "frames", "ours fps", "fer fps", "speed-up", "CPU ms / frame (ours / fer)",
@@ -204,14 +259,31 @@ def write_report(report: dict, out: Path) -> None:
         "ours.\n",
         "\nPer-pair ratios: " + "; ".join(
             f"{c}: {r['ratio_per_pair']}" for c, r in video.items()) + "\n\n",
-        "## Classifier alone: one face, batch 1, 1 thread\n\n",
+        "## Our classifiers per face: one face, batch 1, 1 thread\n\n",
+        f"The face of `{face['image']}` ({face['image_size']}, face box {face['face_px']} px "
+        f"wide) found by MediaPipe's landmarker (image mode, not timed here: it is in the "
+        f"video numbers; {ours['landmarker_bytes'] / 1024:.0f} KiB). ONNX Runtime with one "
+        f"intra-op thread, OpenCV with one thread; {face['calls']} calls after "
+        f"{face['warmup']} warm-up calls; ms median (p90).\n\n",
         benchlib.markdown_table(
-            ["tool", "classifier", "parameters", "size", "face model", "latency ms median"],
-            size_rows, align="llrrlr"),
-        f"\n`EmotionClassifier.predict_proba` (column selection + standardisation + ONNX): "
-        f"{lat_o['predict_proba']['median_ms']:.3f} ms median. fer's input is a 64x64 grey "
-        f"crop, ours {ours['inputs']} blendshape scores (MediaPipe's landmarker, which yields "
-        f"them, is in the video numbers).\n",
+            ["model", "kind", "inputs", "parameters", "size", "features ms",
+             "ONNX graph ms", "whole step ms"], model_rows, align="lllrrrrr"),
+        "\nfeatures = `features.build` for the model's inputs (blendshape models: stacking the "
+        "scores; their column selection and standardisation are in the whole step); ONNX "
+        "graph = `InferenceSession.run` on exactly the arrays the classifier feeds it; whole "
+        "step = `EmotionClassifier.predict_faces(faces, image)`, what the per-frame loop calls "
+        "(issue 9: at most 1 ms per face on one core). The whole step can exceed features + "
+        "graph timed apart: each alone in a loop keeps its data in the caches; timed back to "
+        "back in one loop they cost what `predict_faces` costs."
+        + (f" Feature building per input, ms median: {per_input}." if per_input else "")
+        + f" The package's model folder (every shipped .onnx + .json): "
+        f"{ours['shipped_bytes'] / 1e6:.2f} MB (issue 9: at most 2 MB in the wheel).\n\n",
+        "## fer's classifier alone: one face, batch 1, 1 thread\n\n",
+        benchlib.markdown_table(
+            ["tool", "classifier", "parameters", "size", "latency ms median"],
+            fer_rows, align="llrrr"),
+        "\nfer's input is a 64x64 grey crop (random values), its face detector a Haar cascade "
+        f"({fer['file_bytes']['haarcascade_frontalface_default.xml'] / 1024:.0f} KiB).\n",
         "\n## Installed size (the package and its runtime dependencies, no extras)\n\n",
         benchlib.markdown_table(
             ["tool", "MiB on disk", "packages", "largest"],
@@ -220,9 +292,10 @@ def write_report(report: dict, out: Path) -> None:
              for name, i in (("emotion-estimator", ours["installed"]),
                              ("fer (tensorflow-cpu)", fer["installed"]))], align="lrrl"),
     ]
-    if not ours["trained"]:
-        text.append("\n**Our model here is the untrained placeholder** (same graph and size as "
-                    "a trained one, so the speed figures stand).\n")
+    untrained = [Path(m).name for m, i in models.items() if not i["trained"]]
+    if untrained:
+        text.append(f"\n**Untrained placeholder(s): {', '.join(untrained)}** (same graph and "
+                    "size as a trained one, so the speed figures stand).\n")
     benchlib.write_atomic(out / "speed.md", "".join(text))
     plot_speed(report, out)
 
@@ -249,10 +322,18 @@ def plot_speed(report: dict, out: Path) -> None:
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=8)
     lat = report["latency"]
-    names = ["ours ONNX", "fer TFLite (default)", "fer Keras tf.function", "fer Keras eager"]
-    vals = [lat["ours"]["onnx"]["median_ms"], lat["fer"]["tflite"]["median_ms"],
-            lat["fer"]["keras_graph"]["median_ms"], lat["fer"]["keras_eager"]["median_ms"]]
-    bars = b.barh(names, vals, color=["C0", "C1", "C1", "C1"])
+    names, vals, colors = [], [], []
+    for m, d in lat["ours"].items():
+        for key, what in (("onnx", "graph"), ("predict_faces", "whole step")):
+            names.append(f"ours {Path(m).name}, {what}")
+            vals.append(d[key]["median_ms"])
+            colors.append("C0")
+    for key, what in (("tflite", "TFLite (default)"), ("keras_graph", "Keras tf.function"),
+                      ("keras_eager", "Keras eager")):
+        names.append(f"fer {what}")
+        vals.append(lat["fer"][key]["median_ms"])
+        colors.append("C1")
+    bars = b.barh(names, vals, color=colors)
     b.bar_label(bars, fmt="%.3f ms", fontsize=8)
     b.set_xscale("log")
     b.set_xlim(min(vals) / 2, max(vals) * 20)  # room for the labels
@@ -281,34 +362,59 @@ def machine() -> str:
             f"(load average {load:.1f} at start)")
 
 
+def shipped_first() -> list[str]:
+    """The shipped models, the default first."""
+    from emotion_estimator.classifier import DEFAULT_MODEL, shipped_models
+
+    return sorted(shipped_models(), key=lambda m: m != DEFAULT_MODEL)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--child-video", help=argparse.SUPPRESS)  # one timed run of ours
     p.add_argument("--clips", nargs="*", type=Path, default=CLIPS, help="video files")
     p.add_argument("--reps", type=int, default=5, help="alternating runs per tool and clip")
-    p.add_argument("--model", help="classifier .onnx (default: the shipped one)")
+    p.add_argument("--model", nargs="+",
+                   help="classifiers: shipped names (fusion, blendshapes, lstm) or .onnx files "
+                        "(default: every shipped one, the default first); the video runs use "
+                        "the first")
     p.add_argument("--fer-mode", choices=["loop", "video"], default="loop",
                    help="fer per-frame loop (fastest) or its fer.Video.analyze pipeline")
-    p.add_argument("--calls", type=int, default=2000, help="latency calls per classifier")
+    p.add_argument("--calls", type=int, default=2000, help="latency calls per measurement")
+    p.add_argument("--warmup", type=int, default=100, help="latency warm-up calls")
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = p.parse_args(argv)
     if args.child_video:
-        print(json.dumps(ours_video(args.child_video, args.model)))
+        print(json.dumps(ours_video(args.child_video, args.model[0] if args.model else None)))
         return 0
-    missing = [str(c) for c in args.clips if not c.is_file()]
+    missing = [str(c) for c in [*args.clips, FACE_IMAGE] if not c.is_file()]
     if missing:
-        benchlib.fail(f"clip not found: {missing[0]}")
+        benchlib.fail(f"file not found: {missing[0]}")
+    if args.calls < 1 or args.reps < 1:
+        benchlib.fail("--calls and --reps must be at least 1")
+    models = args.model or shipped_first()
+    from emotion_estimator import EmotionClassifier
+
+    for model in models:  # a bad name fails here, not after the video runs
+        EmotionClassifier.load(model)
     report = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "command": benchlib.command_line(), "machine": machine(), "reps": args.reps,
-              "fer_mode": args.fer_mode}
-    runs = video_runs(args.clips, args.reps, args.model, args.fer_mode)
+              "fer_mode": args.fer_mode, "video_model": models[0], "models": models}
+    runs = video_runs(args.clips, args.reps, models[0], args.fer_mode)
     report["video"] = summarise(runs)
     report["runs"] = runs
+    faces, image = one_face()
     report["latency"] = {
-        "ours": ours_latency(args.model, args.calls, 100),
+        "face": {"image": FACE_IMAGE.name, "image_size": f"{image.shape[1]}x{image.shape[0]}",
+                 "face_px": round(faces[0].box[2]), "calls": args.calls, "warmup": args.warmup},
+        "ours": {m: ours_latency(m, faces, image, args.calls, args.warmup) for m in models},
         "fer": run_json(fer_cmd("latency", "--calls", str(args.calls), "--threads", "1")),
     }
-    report["info"] = {"ours": ours_info(args.model), "fer": run_json(fer_cmd("info"))}
+    for m, lat in report["latency"]["ours"].items():
+        print(f"{Path(m).name:12s} features {lat['features']['median_ms']:.3f}  onnx "
+              f"{lat['onnx']['median_ms']:.3f}  whole step {lat['predict_faces']['median_ms']:.3f}"
+              " ms median", file=sys.stderr)
+    report["info"] = {"ours": ours_info(models), "fer": run_json(fer_cmd("info"))}
     write_report(report, args.out)
     print(json.dumps({c: round(r["ratio_median_fps"], 2) for c, r in report["video"].items()}))
     return 0

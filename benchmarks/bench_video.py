@@ -1,7 +1,7 @@
 """The live path on video: throughput vs bare MediaPipe, label flicker, and filter lag.
 
-    .venv/bin/python benchmarks/bench_video.py [--model M.onnx] [--rounds 5] \
-        [--parts lag,flicker,speed]
+    .venv/bin/python benchmarks/bench_video.py [--model fusion|blendshapes|lstm|M.onnx] \
+        [--rounds 5] [--parts lag,flicker,speed,memory] [--memory-frames 5000]
 
 1. Speed: ``emotion-estimator analyze`` in process (decode thread, landmarker, classifier,
    filter, CSV writer), the same with ``--annotate``, a bare MediaPipe VIDEO-mode loop (cv2
@@ -12,7 +12,11 @@
 2. Flicker: label switches per minute of face time on the shared clips, per smoothing; the
    clips are clean (the raw labels barely flicker), so also on degraded copies of
    single_face.mp4: shrunk to x0.15 (face ~23 px wide) and to x0.2 plus sensor noise.
-3. Lag: a clip spliced from real frames with a known expression change at each splice. The
+3. Memory: RSS of one ``EmotionEstimator.stream`` over a long stream (``--memory-frames``,
+   default 5000: single_face.mp4's frames, decoded once and looped, at 30 fps), sampled every
+   100 frames; start (after the first 100 frames), middle and end, and the growth. Frames and
+   results are not kept, so a growth is the estimator's (tracker, filters, MediaPipe, ORT).
+4. Lag: a clip spliced from real frames with a known expression change at each splice. The
    shared clips show one man, first neutral (frames 0-17), then smiling (20-68; mouthSmile
    > 0.6), in the same place. The spliced clip alternates a neutral segment (frames 0..17 then
    17..0, 1.2 s) and a smiling one (20..68, forwards or backwards, 1.6 s) at 30 fps: 6
@@ -39,8 +43,9 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import MEDIA, RUNS, markdown_table, write_json  # noqa: E402
+from benchlib import MEDIA, RUNS, guarded, markdown_table, rss_mb, write_json  # noqa: E402
 
+from emotion_estimator.classifier import DEFAULT_MODEL, EmotionClassifier  # noqa: E402
 from emotion_estimator.cli import quiet_native_logs  # noqa: E402
 from emotion_estimator.video import Frame, FrameSource  # noqa: E402
 
@@ -202,6 +207,29 @@ def flicker(videos: list[Path], model: str | None) -> list[dict]:
     return rows
 
 
+def memory(model: str | None, n_frames: int, every: int = 100) -> dict:
+    """RSS (MiB) every ``every`` frames of one stream of ``n_frames`` looped frames."""
+    import gc
+
+    from emotion_estimator import EmotionEstimator
+
+    clip = read_frames(MEDIA / "single_face.mp4")
+    images = [clip[i % len(clip)] for i in range(n_frames)]  # references: no copies
+    est = EmotionEstimator(model)
+    samples, faces = [], 0
+    gc.collect()
+    before = rss_mb()
+    for result in est.stream(ListSource(images)):
+        faces += len(result.faces)
+        if (result.frame + 1) % every == 0:
+            samples.append((result.frame + 1, round(rss_mb(), 1)))
+    start, middle, end = samples[0][1], samples[len(samples) // 2][1], samples[-1][1]
+    return {"frames": n_frames, "frames_with_face": faces, "rss_mb_before": round(before, 1),
+            "rss_mb_start": start, "rss_mb_middle": middle, "rss_mb_end": end,
+            "rss_mb_max": max(m for _, m in samples), "growth_mb": round(end - start, 1),
+            "growth_second_half_mb": round(end - middle, 1), "samples": samples}
+
+
 def spliced_clip() -> tuple[list[np.ndarray], list[int], list[bool]]:
     """Frames alternating neutral and smiling segments, the index of each splice, and
     whether each segment smiles."""
@@ -254,17 +282,26 @@ def splice_lag(images: list[np.ndarray], splices: list[int], smiling: list[bool]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", help="classifier .onnx (default: the shipped one)")
+    ap.add_argument("--model", help="classifier: a shipped name (fusion, blendshapes, lstm) "
+                                    "or an .onnx file (default: the shipped default)")
     ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--parts", default="lag,flicker,speed",
-                    help="comma-separated subset of lag, flicker, speed")
+    ap.add_argument("--parts", default="lag,flicker,speed,memory",
+                    help="comma-separated subset of lag, flicker, speed, memory")
+    ap.add_argument("--memory-frames", type=int, default=5000,
+                    help="length of the long stream of the memory part")
     ap.add_argument("--out", type=Path, default=RUNS / "video.json")
     args = ap.parse_args()
     quiet_native_logs()
     videos = [MEDIA / "single_face.mp4", MEDIA / "face_noface.mov"]
-    report: dict = {"model": args.model or "shipped default"}
+    report: dict = {"model": args.model or DEFAULT_MODEL}
 
     parts = set(args.parts.split(","))
+    unknown = parts - {"lag", "flicker", "speed", "memory"}
+    if unknown:
+        ap.error(f"unknown part(s): {', '.join(sorted(unknown))}")
+    if args.memory_frames < 200:
+        ap.error("--memory-frames must be at least 200")
+    EmotionClassifier.load(args.model)  # a bad --model fails now, in one line
     lag_report: dict = {"clips": {}}
     if "lag" in parts:
         report["lag"] = lag_report = lag(args.model)
@@ -300,9 +337,17 @@ def main() -> None:
               f"{r['median_fps']['annotate']:.1f} ({r['best_fps']['annotate']:.1f})",
               r["ratio_annotate"]]
              for r in timings], align="lrrrrrrrrrr"))
+
+    if "memory" in parts:
+        report["memory"] = mem = memory(args.model, args.memory_frames)
+        print(f"memory: one stream of {mem['frames']} frames (single_face.mp4 looped, "
+              f"{mem['frames_with_face']} faces): RSS MiB before {mem['rss_mb_before']}, after "
+              f"100 frames {mem['rss_mb_start']}, middle {mem['rss_mb_middle']}, end "
+              f"{mem['rss_mb_end']} (max {mem['rss_mb_max']}); growth {mem['growth_mb']:+.1f} "
+              f"MiB, second half {mem['growth_second_half_mb']:+.1f} MiB")
     write_json(args.out, report)
     print(f"-> {args.out}")
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

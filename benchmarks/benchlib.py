@@ -183,6 +183,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def rss_mb(pid: int | str = "self") -> float:
+    """Current resident set size of a process (default: this one), in MiB; Linux only
+    (``/proc/PID/status``), else the peak of this process."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return peak_rss_mb()
+
+
 def cpu_count() -> int:
     """CPUs this process may run on."""
     try:

@@ -248,10 +248,13 @@ def test_headline_picks_raw_row_and_fer_variants():
     speed = {"machine": "m", "command": "s", "created": "t", "reps": 3,
              "video": {"a.mp4": {"emotion-estimator": video, "fer": video,
                                  "ratio_median_fps": 1.0, "ratio_cpu": 1.0}},
-             "latency": {"ours": {"onnx": {"median_ms": 0.04}},
+             "video_model": "fusion",
+             "latency": {"ours": {"fusion": {"onnx": {"median_ms": 0.04},
+                                             "predict_faces": {"median_ms": 0.3}}},
                          "fer": {"tflite": {"median_ms": 0.4}}},
-             "info": {t: {"parameters": 1, "installed": {"total_mb": 1.0}}
-                      for t in ("ours", "fer")}}
+             "info": {"ours": {"models": {"fusion": {"parameters": 1}},
+                               "installed": {"total_mb": 1.0}},
+                      "fer": {"parameters": 1, "installed": {"total_mb": 1.0}}}}
     text = headline.headline(acc, speed)
     assert "| FER2013 PrivateTest accuracy, 3 classes | 0.700 | 0.600 (0.800 tight crop) |" in text
     assert "(raw)" in text and "20.0% of the images" in text

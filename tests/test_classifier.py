@@ -11,13 +11,15 @@ import pytest
 
 from emotion_estimator import EmotionClassifier
 from emotion_estimator.blendshapes import BLENDSHAPE_NAMES
-from emotion_estimator.classifier import default_model_path
+from emotion_estimator.classifier import default_model_path, shipped_model_path
 from emotion_estimator.errors import InputError
+
+BLENDSHAPE_MODEL = shipped_model_path("blendshapes")
 
 
 @pytest.fixture(scope="module")
 def clf() -> EmotionClassifier:
-    return EmotionClassifier.load()
+    return EmotionClassifier.load("blendshapes")
 
 
 def test_default_model_contract(clf: EmotionClassifier) -> None:
@@ -29,14 +31,16 @@ def test_default_model_contract(clf: EmotionClassifier) -> None:
     np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
     assert clf.predict_proba(np.zeros(52)).shape == (1, 3)
     assert clf.predict_proba(np.zeros((0, 52))).shape == (0, 3)
-    assert default_model_path().stat().st_size <= 100_000
+    assert BLENDSHAPE_MODEL.stat().st_size <= 100_000
+    assert default_model_path().stat().st_size <= 2_000_000  # the fusion default, in the wheel
 
 
 def test_runtime_does_not_import_torch() -> None:
     import subprocess
 
     code = ("import sys, numpy as np; from emotion_estimator import EmotionClassifier; "
-            "EmotionClassifier.load().predict_proba(np.zeros((1, 52))); "
+            "EmotionClassifier.load('blendshapes').predict_proba(np.zeros((1, 52))); "
+            "EmotionClassifier.load(); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -61,8 +65,8 @@ def test_wrong_input_shape(clf: EmotionClassifier, shape: tuple[int, ...]) -> No
 
 def _copy(tmp_path, meta: dict | None = None):
     onnx = tmp_path / "m.onnx"
-    shutil.copy(default_model_path(), onnx)
-    source = json.loads(default_model_path().with_suffix(".json").read_text())
+    shutil.copy(BLENDSHAPE_MODEL, onnx)
+    source = json.loads(BLENDSHAPE_MODEL.with_suffix(".json").read_text())
     (tmp_path / "m.json").write_text(json.dumps({**source, **(meta or {})}))
     return onnx, source
 
@@ -113,11 +117,13 @@ def test_shipped_model_calls_the_smiling_face_happy(clf, media, landmarker_model
 def test_shipped_models_load_by_name(tmp_path, monkeypatch):
     from emotion_estimator.classifier import shipped_models
 
-    assert {"default", "lstm"} <= set(shipped_models())
+    assert {"blendshapes", "fusion", "lstm"} <= set(shipped_models())
+    assert EmotionClassifier.load("default").path == EmotionClassifier.load().path
+    assert EmotionClassifier.load().path.name == "fusion.onnx"
     lstm = EmotionClassifier.load("lstm")
     assert lstm.path.name == "lstm.onnx" and lstm.metadata["model"]["kind"] == "lstm"
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(InputError, match="shipped models: default"):
+    with pytest.raises(InputError, match="shipped models: blendshapes"):
         EmotionClassifier.load("nonexistent")
 
 

@@ -28,7 +28,7 @@ from . import features
 from .blendshapes import BLENDSHAPE_NAMES, Face
 from .errors import InputError
 
-DEFAULT_MODEL = "default.onnx"
+DEFAULT_MODEL = "fusion"  # face crop + landmarks + blendshapes; best on FER2013 val and muxspace
 METADATA_FORMAT = "emotion-estimator/classifier"
 
 
@@ -38,23 +38,27 @@ def default_model_path() -> Path:
 
 
 def shipped_model_path(name: str) -> Path:
-    """A model shipped inside the package, by file name or stem (``default``, ``lstm``)."""
+    """A model shipped inside the package, by file name or stem (``fusion``, ``blendshapes``,
+    ``lstm``); ``default`` names the default one."""
     stem = name[:-5] if name.endswith(".onnx") else name
+    stem = DEFAULT_MODEL if stem == "default" else stem
     return Path(str(resources.files("emotion_estimator") / "models" / f"{stem}.onnx"))
 
 
 def shipped_models() -> list[str]:
-    """Stems of the models shipped inside the package."""
+    """Stems of the models shipped inside the package (``default`` is an alias)."""
     folder = default_model_path().parent
     return sorted(p.stem for p in folder.glob("*.onnx"))
 
 
 def resolve_model(path: str | os.PathLike | None) -> Path:
-    """``None`` -> the default; a shipped model's name (``lstm``) -> its file; else a path."""
+    """``None`` -> the default; a shipped model's name (``lstm``, ``default``) -> its file;
+    else a path."""
     if path is None:
         return default_model_path()
     model = Path(path)
-    if not model.exists() and model.name == str(path) and model.stem in shipped_models():
+    if not model.exists() and model.name == str(path) and \
+            model.stem in (*shipped_models(), "default"):
         return shipped_model_path(model.name)
     return model
 
@@ -143,15 +147,17 @@ class EmotionClassifier:
     def load(cls, path: str | os.PathLike | None = None, *, threads: int = 1) -> EmotionClassifier:
         """Load ``path`` (``.onnx`` with its ``.json`` beside it).
 
-        ``None`` is the shipped default; the name of another shipped model (``"blendshapes"``,
-        ``"lstm"``: the paper's architectures) loads that one.
+        ``None`` (or ``"default"``) is the shipped default, ``"fusion"``; the name of another
+        shipped model (``"blendshapes"``, ``"lstm"``: the paper's architectures on the 52
+        blendshapes) loads that one.
         """
         import onnxruntime as ort
 
         model = resolve_model(path)
         if not model.is_file():
             raise InputError(f"classifier model not found: {model} "
-                             f"(shipped models: {', '.join(shipped_models())})")
+                             f"(shipped models: {', '.join(shipped_models())}; "
+                             f"default: {DEFAULT_MODEL})")
         meta = _read_metadata(metadata_path(model))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads

@@ -26,7 +26,7 @@ COMMANDS: dict[str, str] = {
     "analyze": "emotion per face and frame of images, videos or a camera",
     "blendshapes": "per-frame table of the 52 MediaPipe blendshapes",
     "batch": "a corpus on a process pool or Ray -> Parquet rows + manifest, resumable",
-    "prepare": "FER2013 -> blendshape dataset (caps, detectability, augmentation)",
+    "prepare": "FER2013 or a labelled folder -> blendshape dataset (caps, detection, augmentation)",
     "select-blendshapes": "choose blendshapes by the paper's threshold rule",
     "train": "train the LSTM (or dense) classifier on a prepared dataset",
     "tune": "hyper-parameter search with Optuna",

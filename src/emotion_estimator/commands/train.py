@@ -41,7 +41,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--lr", type=float, help="(peak) learning rate (default: 1e-3; fusion: 3e-3)")
     o.add_argument("--weight-decay", type=float, help="(default: 1e-4; fusion: 5e-4)")
     o.add_argument("--batch-size", type=int, default=128)
-    o.add_argument("--epochs", type=int, help="(default: 60; fusion: 24)")
+    o.add_argument("--epochs", type=int, help="(default: 60; fusion: 36)")
     o.add_argument("--plateau", type=int, default=3,
                    help="halve the learning rate after N epochs without a better validation "
                         "loss; 0 = constant rate (default: 3)")
@@ -104,14 +104,29 @@ def add_fusion_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--inputs", default="face,landmarks,blendshapes",
                    help="comma list of face, landmarks, blendshapes (default: all three)")
     f.add_argument("--labels", choices=["fer", "ferplus"], default="fer",
-                   help="targets: FER2013's labels, or FER+ vote shares (soft; needs --ferplus)")
-    f.add_argument("--ferplus", metavar="CSV", help="FER+ fer2013new.csv (same row order)")
+                   help="targets: the dataset's labels, or FER+ vote shares (soft): from the "
+                        "dataset's ferplus_* columns (prepare --labels ferplus), else from "
+                        "--ferplus")
+    f.add_argument("--ferplus", metavar="CSV",
+                   help="FER+ fer2013new.csv (same row order), for a dataset without ferplus_* "
+                        "vote columns")
     f.add_argument("--width", type=int, default=32, help="CNN channels after the stem")
     f.add_argument("--no-augment", dest="augment", action="store_false",
                    help="train without augmentation")
     f.add_argument("--max-sad-as-happy", type=float, default=0.03,
                    help="cap on the validation rate of sad faces called happy when fitting "
                         "the operating point (default: 0.03)")
+    f.add_argument("--extra", action="append", default=[], metavar="DATASET",
+                   help="another prepared dataset to train on too (repeatable), e.g. a "
+                        "real-face folder from `prepare --folder`; its train rows join the "
+                        "training rows, its val rows the validation rows, its test rows "
+                        "(the fixed held-out part) stay out")
+    f.add_argument("--extra-repeat", type=int, default=3, metavar="N",
+                   help="each --extra dataset's train rows are seen N times per epoch "
+                        "(default: 3)")
+    f.add_argument("--fine-weight", type=float, default=0.3, metavar="W",
+                   help="weight of the auxiliary head over the source emotions (FER2013's 7; "
+                        "0: none; default: 0.3)")
     f.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
 
 
@@ -137,15 +152,18 @@ def fusion_config_from_args(args: argparse.Namespace):
     inputs = tuple(s.strip() for s in args.inputs.split(",") if s.strip())
     if not inputs or any(i not in INPUT_NAMES for i in inputs):
         raise InputError(f"--inputs takes a comma list of {', '.join(INPUT_NAMES)}")
-    if args.labels == "ferplus" and not (args.ferplus and Path(args.ferplus).is_file()):
-        raise InputError("--labels ferplus needs --ferplus pointing at fer2013new.csv")
+    if args.ferplus and not Path(args.ferplus).is_file():
+        raise InputError(f"--ferplus: not found: {args.ferplus}")
     for name in ("batch_size", "epochs", "threads", "width"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 <= args.max_sad_as_happy <= 1 or not 0 <= args.dropout < 1:
         raise InputError("--max-sad-as-happy must be in [0, 1] and --dropout in [0, 1)")
-    if not Path(args.dataset).exists():
-        raise InputError(f"dataset not found: {args.dataset}")
+    for dataset in (args.dataset, *args.extra):
+        if not Path(dataset).exists():
+            raise InputError(f"dataset not found: {dataset}")
+    if args.extra_repeat < 1 or args.fine_weight < 0:
+        raise InputError("--extra-repeat must be at least 1 and --fine-weight 0 or more")
     return FusionConfig(
         dataset=str(args.dataset), inputs=tuple(n for n in INPUT_NAMES if n in inputs),
         preprocess=args.preprocess.split(",")[0].strip(), labels=args.labels,
@@ -154,6 +172,8 @@ def fusion_config_from_args(args: argparse.Namespace):
         weight_decay=args.weight_decay, smoothing=args.smoothing,
         class_weights=args.class_weights, augment=args.augment,
         max_sad_as_happy=args.max_sad_as_happy, seed=args.seed, threads=args.threads,
+        fine_weight=args.fine_weight, extra=tuple(str(e) for e in args.extra),
+        extra_repeat=args.extra_repeat,
         device=args.device, command=_command())
 
 

@@ -4,6 +4,11 @@ The work is cut into fixed chunks of images. Each worker process holds its own
 :class:`FaceLandmarker` (IMAGE mode) and writes every finished chunk as a Parquet shard
 (temp file + ``os.replace``), so a killed run restarts with only the missing chunks and
 produces the same rows: augmentation is seeded per (image, copy), never per worker.
+
+A chunk carries one *item* per image and ``ExtractConfig.loader`` turns an item into the image
+inside the worker: FER2013's 48x48 pixels are their own items (:func:`pixels`), a folder's
+items are file paths read as the runtime reads stills (:class:`StillFiles`), so a big photo
+is decoded only in the worker that needs it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,12 +27,43 @@ import pandas as pd
 from ..atomic import write_parquet
 from ..blendshapes import BLENDSHAPE_NAMES
 from ..features import DEFAULT_FACE_SIZE, aligned_landmarks, face_crop
+from ..video import MAX_STILL_SIDE
 from .augment import Preprocess, apply_aug, aug_params
+
+
+def pixels(item: np.ndarray) -> np.ndarray:
+    """The loader of in-memory images: the item is the image (FER2013's 48x48 pixels)."""
+    return item
+
+
+@dataclass(frozen=True)
+class StillFiles:
+    """The loader of image files: BGR, a still over ``max_side`` pixels reduced as
+    ``analyze`` reduces stills (:func:`emotion_estimator.video.read_still`)."""
+
+    max_side: int = MAX_STILL_SIDE
+
+    def __call__(self, item: str) -> np.ndarray:
+        from ..video import read_still
+
+        return read_still(Path(item), self.max_side)[0]
+
+    def describe(self) -> dict:
+        return {"name": "still_files", "max_side": self.max_side}
+
+
+def describe_loader(loader: Callable[[Any], np.ndarray]) -> dict:
+    describe = getattr(loader, "describe", None)
+    return describe() if describe else {"name": getattr(loader, "__name__", repr(loader))}
 
 
 @dataclass(frozen=True)
 class ExtractConfig:
-    """What every worker needs besides the images themselves."""
+    """What every worker needs besides the images themselves.
+
+    ``extra_candidates``: detections asked of MediaPipe beyond the one face kept (the
+    largest): 0 for a FER crop (one face), the runtime's still setting for photos.
+    """
 
     variants: tuple[Preprocess, ...]
     seed: int = 0
@@ -34,16 +71,19 @@ class ExtractConfig:
     min_detection_confidence: float = 0.5
     model_path: str | None = None
     face_size: int = DEFAULT_FACE_SIZE
+    loader: Callable[[Any], np.ndarray] = pixels
+    extra_candidates: int = 0
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """A slice of the work: images (ids, pixels) and how many augmented copies each gets."""
+    """A slice of the work: images (ids, items for the loader) and how many augmented copies
+    each gets."""
 
     index: int
     image_ids: np.ndarray  # (n,) int64
     copies: np.ndarray  # (n,) int, 0 = original only
-    pixels: np.ndarray  # (n, H, W) uint8
+    items: Sequence[Any]  # (n, H, W) uint8 pixels, or n file paths: whatever the loader takes
 
     @property
     def n_tasks(self) -> int:
@@ -54,13 +94,13 @@ def shard_path(work_dir: Path, index: int) -> Path:
     return work_dir / f"chunk-{index:06d}.parquet"
 
 
-def make_chunks(image_ids: np.ndarray, copies: np.ndarray, pixels: np.ndarray,
+def make_chunks(image_ids: np.ndarray, copies: np.ndarray, items: Sequence[Any],
                 chunk_size: int) -> list[Chunk]:
     """Fixed, order-preserving chunks of ``chunk_size`` images."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
     return [Chunk(i // chunk_size, image_ids[i:i + chunk_size], copies[i:i + chunk_size],
-                  pixels[i:i + chunk_size]) for i in range(0, len(image_ids), chunk_size)]
+                  items[i:i + chunk_size]) for i in range(0, len(image_ids), chunk_size)]
 
 
 def extract(chunks: Sequence[Chunk], config: ExtractConfig, work_dir: Path, *,
@@ -118,10 +158,10 @@ def _init_worker(config: ExtractConfig) -> None:
 
     _state["config"] = config
     # A FER crop holds one face: no extra candidates, as the shipped dataset was extracted
-    # (asking for extras changes 10 of 35,887 raw detections).
+    # (asking for extras changes 10 of 35,887 raw detections); photos get the runtime's.
     _state["landmarker"] = FaceLandmarker(
         config.model_path, mode="image", min_detection_confidence=config.min_detection_confidence,
-        extra_candidates=0)
+        extra_candidates=config.extra_candidates)
 
 
 def _init_pool_worker(config: ExtractConfig) -> None:
@@ -146,8 +186,9 @@ def _run_chunk(job: tuple[Chunk, Path]) -> int:
                                              "detected", "landmarks", "face")}
     scores = []
     nan = np.full(len(BLENDSHAPE_NAMES), np.nan, dtype=np.float32)
-    for image_id, n_copies, image in zip(chunk.image_ids, chunk.copies, chunk.pixels,
-                                         strict=True):
+    for image_id, n_copies, item in zip(chunk.image_ids, chunk.copies, chunk.items,
+                                        strict=True):
+        image = config.loader(item)
         for copy in range(int(n_copies) + 1):
             params = aug_params(config.seed, int(image_id), copy, config.max_angle) if copy else {}
             source = apply_aug(image, params) if copy else image

@@ -14,7 +14,8 @@ Images with an unknown label, missing or not decodable are listed in :attr:`Labe
 and left out (``on_bad_image="skip"``), or stop the read with an :class:`InputError` naming the
 path (``"stop"``). ``image_id`` is a stable 63-bit hash of the path relative to the folder:
 the same file keeps its id whatever else is added or removed; :func:`holdout_mask` picks a
-fixed held-out part from it (for a folder used in training or model choice).
+fixed held-out part from it (for a folder used in training or model choice), :func:`val_mask`
+a fixed validation share by a second hash.
 """
 
 from __future__ import annotations
@@ -75,6 +76,17 @@ def holdout_mask(image_ids: Sequence[int] | np.ndarray, fraction: float) -> np.n
         raise ValueError(f"held-out fraction must be between 0 and 1, not {fraction}")
     ids = np.asarray(image_ids, dtype=np.int64)
     return (ids % 10_000) < round(fraction * 10_000)
+
+
+def val_mask(image_ids: Sequence[int] | np.ndarray, fraction: float) -> np.ndarray:
+    """True for a fixed share (about ``fraction``) picked by a second, salted hash of each id:
+    independent of :func:`holdout_mask` and of any seed (``prepare --folder`` takes ``val``
+    from the rows outside the held-out part this way)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"val fraction must be in [0, 1), not {fraction}")
+    keys = [int.from_bytes(hashlib.sha256(b"val:" + int(i).to_bytes(8, "big")).digest()[:8],
+                           "big") % 10_000 for i in np.asarray(image_ids, dtype=np.int64)]
+    return np.asarray(keys, dtype=np.int64) < round(fraction * 10_000)
 
 
 def load_class_map(source: str | os.PathLike | Mapping[str, str] | None,

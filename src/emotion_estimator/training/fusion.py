@@ -30,6 +30,7 @@ class FusionDimensions:
     landmark_hidden: int = 128
     head_hidden: int = 128
     dropout: float = 0.3
+    n_fine: int = 0  # > 0: an auxiliary head over fusion_data.FINE_CLASSES (training only)
     stats: dict = field(default_factory=dict, compare=False)  # normalisation, set by training
 
     def to_dict(self) -> dict:
@@ -98,7 +99,9 @@ class VectorBranch(nn.Module):
 
 
 class FusionNet(nn.Module):
-    """``forward(**inputs)`` -> ``(logits, {branch: auxiliary logits})``."""
+    """``forward(**inputs)`` -> ``(logits, {branch: auxiliary logits})``; in training the
+    auxiliary dict also holds ``fine`` (logits over ``fusion_data.FINE_CLASSES``) when the
+    model has that head."""
 
     def __init__(self, dims: FusionDimensions) -> None:
         super().__init__()
@@ -120,6 +123,7 @@ class FusionNet(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dims.dropout), nn.Linear(width, dims.head_hidden),
                                   nn.ReLU(), nn.Dropout(dims.dropout / 2),
                                   nn.Linear(dims.head_hidden, dims.n_classes))
+        self.fine = nn.Linear(width, dims.n_fine) if dims.n_fine else None
         self.modality_dropout = 0.0
 
     def set_stats(self, stats: dict[str, tuple[Tensor, Tensor]]) -> None:
@@ -140,7 +144,10 @@ class FusionNet(nn.Module):
                 keep = (torch.rand(f.shape[0], 1, device=f.device) >= self.modality_dropout)
                 f = f * keep.to(f.dtype)
             feats.append(f)
-        return self.head(torch.cat(feats, dim=1)), aux
+        joint = torch.cat(feats, dim=1)
+        if self.training and self.fine is not None:
+            aux["fine"] = self.fine(joint)
+        return self.head(joint), aux
 
 
 class FusionProbabilities(nn.Module):

@@ -2,9 +2,11 @@
 
 ``prepare`` stores per detected image the 52 scores and, as raw bytes, the ``landmarks``
 (float32 478x3) and ``face`` (uint8 crop) inputs of :mod:`emotion_estimator.features`. FER+
-votes (10 annotators per FER2013 image, same row order) fold into the same three classes as
-soft targets: happiness -> happy, sadness -> sad, every other emotion -> unknown; ``unknown`` and
-``NF`` (not a face) votes are left out.
+votes (10 annotators per FER2013 image) fold into the same three classes as soft targets
+(:mod:`.ferplus`: happiness -> happy, sadness -> sad, every other emotion -> unknown;
+``unknown`` and ``NF`` (not a face) votes are left out). They come from the dataset's own
+``ferplus_*`` vote columns (``prepare --labels ferplus``) or, for a dataset built without them,
+from the vote CSV (same row order as FER2013).
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ import pandas as pd
 from ..blendshapes import BLENDSHAPE_NAMES
 from ..errors import InputError
 from ..features import N_LANDMARKS
+from . import ferplus as fp
 from .data import CLASSES, read_dataset
 
-FERPLUS_EMOTIONS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
-                    "contempt")
-FERPLUS_TO_3 = {"happiness": "happy", "sadness": "sad"}
+FERPLUS_EMOTIONS = fp.FERPLUS_EMOTIONS
+FERPLUS_TO_3 = fp.FERPLUS_TO_3
+# The emotions behind the 3 classes, for an auxiliary training head (so the model need not
+# learn "unknown" as one blob of five expressions); a folder's label names map in by synonym.
+FINE_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+FINE_SYNONYMS = {"anger": "angry", "happiness": "happy", "sadness": "sad"}
 
 
 @dataclass
@@ -33,6 +39,7 @@ class FusionSplit:
     y: np.ndarray
     target: np.ndarray
     image_id: np.ndarray
+    fine: np.ndarray | None = None  # index into FINE_CLASSES per row, -1 where none
 
     def __len__(self) -> int:
         return len(self.y)
@@ -40,49 +47,61 @@ class FusionSplit:
 
 def ferplus_targets(path: str | Path, classes: tuple[str, ...] = CLASSES) -> pd.DataFrame:
     """``image_id`` -> vote shares over ``classes`` (rows with no emotion vote: NaN)."""
-    path = Path(path)
-    try:
-        votes = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read FER+ votes {path}: {exc}") from exc
-    missing = [c for c in FERPLUS_EMOTIONS if c not in votes.columns]
-    if missing:
-        raise InputError(f"{path} is not a FER+ vote table (missing {missing[:3]})")
-    counts = np.zeros((len(votes), len(classes)))
-    for emotion in FERPLUS_EMOTIONS:
-        counts[:, classes.index(FERPLUS_TO_3.get(emotion, "unknown"))] += votes[emotion]
-    total = counts.sum(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        shares = np.where(total > 0, counts / np.maximum(total, 1), np.nan)
-    frame = pd.DataFrame(shares, columns=list(classes))
+    votes = fp.read_votes(path)
+    frame = pd.DataFrame(fp.shares(votes, classes), columns=list(classes))
     frame.insert(0, "image_id", np.arange(len(votes)))
     return frame
 
 
-def load_splits(dataset: str | Path, inputs: tuple[str, ...], *, preprocess: str = "pad",
+def load_splits(dataset: str | Path, inputs: tuple[str, ...], *, preprocess: str | None = "pad",
                 classes: tuple[str, ...] = CLASSES, ferplus: str | Path | None = None,
+                labels: str | None = None,
                 splits: tuple[str, ...] = ("train", "val", "test")) -> dict[str, FusionSplit]:
-    """Detected, un-augmented rows of one preprocess variant, per split."""
-    columns = ["image_id", "split", "label", "preprocess", "augmented", *BLENDSHAPE_NAMES]
+    """Detected, un-augmented rows of one preprocess variant, per split (``preprocess=None``:
+    the dataset's only variant, e.g. ``raw`` for a labelled folder of photos).
+
+    Targets: one-hot of ``label`` (``labels="fer"``); FER+ vote shares (``labels="ferplus"``)
+    from the dataset's ``ferplus_*`` columns, else from the ``ferplus`` CSV (rows without an
+    emotion vote keep their one-hot). ``labels=None`` (older callers): soft targets exactly
+    when a ``ferplus`` CSV is given.
+    """
+    if labels not in (None, "fer", "ferplus"):
+        raise ValueError(f"labels must be 'fer' or 'ferplus', not {labels!r}")
+    columns = ["image_id", "split", "label", "source_label", "preprocess", "augmented",
+               *BLENDSHAPE_NAMES]
     frame = read_dataset(dataset)
     needs = [c for c in ("landmarks", "face") if c in inputs]
     if any(c not in frame.columns for c in needs):
         raise InputError(f"dataset {dataset} has no {', '.join(needs)} columns: rebuild it "
                          "with this version's `emotion-estimator prepare`")
-    frame = frame[[c for c in [*columns, *needs] if c in frame.columns]]
+    has_votes = all(c in frame.columns for c in fp.DATASET_COLUMNS)
+    use_votes = labels == "ferplus" and has_votes
+    if labels == "ferplus" and not has_votes and not ferplus:
+        raise InputError(f"dataset {dataset} has no FER+ vote columns: build it with "
+                         "`emotion-estimator prepare --labels ferplus --ferplus VOTES_CSV`, "
+                         "or give the votes with --ferplus")
+    keep = [*columns, *needs, *(fp.DATASET_COLUMNS if use_votes else ())]
+    frame = frame[[c for c in keep if c in frame.columns]]
+    if preprocess is None:
+        variants = sorted(frame["preprocess"].unique())
+        if len(variants) != 1:
+            raise InputError(f"dataset {dataset} holds preprocess variants {variants}: name one")
+        preprocess = variants[0]
     frame = frame[(frame["preprocess"] == preprocess) & ~frame["augmented"].astype(bool)]
     frame = frame[frame[list(BLENDSHAPE_NAMES)].notna().all(axis=1)]
     unknown = sorted(set(frame["label"]) - set(classes))
     if unknown:
         raise InputError(f"dataset labels {unknown} are not among the classes {list(classes)}")
-    soft = ferplus_targets(ferplus, classes).set_index("image_id") if ferplus else None
+    from_csv = ferplus and not use_votes and labels != "fer"
+    soft = ferplus_targets(ferplus, classes).set_index("image_id") if from_csv else None
     out = {}
     for split in splits:
         rows = frame[frame["split"] == split]
         y = rows["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
         target = np.eye(len(classes), dtype=np.float32)[y]
-        if soft is not None:
-            shares = soft.reindex(rows["image_id"]).to_numpy(np.float32)
+        if use_votes or soft is not None:
+            shares = (fp.shares(rows, classes).astype(np.float32) if use_votes
+                      else soft.reindex(rows["image_id"]).to_numpy(np.float32))
             ok = ~np.isnan(shares).any(axis=1)
             target[ok] = shares[ok]
         arrays: dict[str, np.ndarray] = {}
@@ -94,8 +113,39 @@ def load_splits(dataset: str | Path, inputs: tuple[str, ...], *, preprocess: str
             raw = rows["face"].iloc[0] if len(rows) else b""
             side = int(round(np.sqrt(len(raw)))) if raw else 48
             arrays["face"] = _stack(rows["face"], np.uint8, (side, side))
-        out[split] = FusionSplit(arrays, y, target, rows["image_id"].to_numpy())
+        out[split] = FusionSplit(arrays, y, target, rows["image_id"].to_numpy(),
+                                 fine_labels(rows["source_label"]) if "source_label" in rows
+                                 else None)
     return out
+
+
+def fine_labels(source: pd.Series) -> np.ndarray:
+    """Source labels (FER2013's, or a folder's such as ``sadness``) -> index into
+    :data:`FINE_CLASSES`; -1 for labels outside it (e.g. ``contempt``)."""
+    index = {c: i for i, c in enumerate(FINE_CLASSES)}
+    names = source.astype(str).str.lower().map(lambda n: FINE_SYNONYMS.get(n, n))
+    return names.map(index).fillna(-1).to_numpy(np.int64)
+
+
+def merge_splits(parts: list[FusionSplit], repeats: list[int] | None = None) -> FusionSplit:
+    """One split from several (e.g. FER2013 + a real-face folder), each part repeated
+    ``repeats[i]`` times (oversampling a small source); inputs must agree in shape."""
+    repeats = repeats or [1] * len(parts)
+    given = parts
+    parts = [p for p, r in zip(parts, repeats, strict=True) for _ in range(r) if len(p)]
+    if len(parts) <= 1:
+        return parts[0] if parts else given[0]
+    names = set(parts[0].inputs)
+    for p in parts[1:]:
+        if set(p.inputs) != names or any(p.inputs[k].shape[1:] != parts[0].inputs[k].shape[1:]
+                                         for k in names):
+            raise InputError("datasets to train on together must hold the same inputs and "
+                             "face crop size")
+    fine = None if any(p.fine is None for p in parts) else np.concatenate([p.fine for p in parts])
+    return FusionSplit({k: np.concatenate([p.inputs[k] for p in parts]) for k in names},
+                       np.concatenate([p.y for p in parts]),
+                       np.concatenate([p.target for p in parts]),
+                       np.concatenate([p.image_id for p in parts]), fine)
 
 
 def _stack(column: pd.Series, dtype: type, shape: tuple[int, ...]) -> np.ndarray:

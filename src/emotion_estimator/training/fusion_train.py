@@ -28,7 +28,7 @@ from ..atomic import atomic_path, write_text
 from .data import CLASSES, class_weights, provenance
 from .fusion import INPUT_NAMES, FusionDimensions, FusionNet
 from .fusion_augment import AugmentConfig, augment, blendshape_mirror, landmark_mirror
-from .fusion_data import FusionSplit, load_splits
+from .fusion_data import FINE_CLASSES, FusionSplit, load_splits, merge_splits
 from .metrics import accuracy_and_macro_f1, classification_metrics, fit_temperature, softmax
 
 STATE = "state.pt"
@@ -46,12 +46,15 @@ class FusionConfig:
     ferplus: str = ""
     width: int = 32
     dropout: float = 0.3
-    epochs: int = 24
+    epochs: int = 36
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 5e-4
     smoothing: float = 0.05
     aux_weight: float = 0.3
+    fine_weight: float = 0.3  # auxiliary head over the source emotions (0: none)
+    extra: tuple[str, ...] = ()  # more prepared datasets (e.g. a real-face folder) to train on
+    extra_repeat: int = 3  # each extra dataset's train rows are seen this many times per epoch
     modality_dropout: float = 0.1
     class_weights: bool = True
     augment: bool = True
@@ -65,7 +68,8 @@ class FusionConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["inputs"], d["classes"] = list(self.inputs), list(self.classes)
+        d["inputs"], d["classes"], d["extra"] = (list(self.inputs), list(self.classes),
+                                                 list(self.extra))
         return d
 
 
@@ -138,10 +142,7 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     torch.set_num_threads(max(1, config.threads))
-    splits = splits or load_splits(config.dataset, config.inputs, preprocess=config.preprocess,
-                         classes=config.classes,
-                         ferplus=config.ferplus if config.labels == "ferplus" else None,
-                         splits=("train", "val"))
+    splits = splits or training_splits(config)
     train, val = splits["train"], splits["val"]
     if not len(train) or not len(val):
         from ..errors import InputError
@@ -149,8 +150,10 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
         raise InputError(f"dataset has no detected train/val rows for preprocess "
                          f"{config.preprocess!r}")
     face_size = train.inputs["face"].shape[1] if "face" in train.inputs else 48
+    has_fine = config.fine_weight > 0 and train.fine is not None and bool((train.fine >= 0).any())
     dims = FusionDimensions(inputs=tuple(config.inputs), n_classes=len(config.classes),
-                            face_size=face_size, width=config.width, dropout=config.dropout)
+                            face_size=face_size, width=config.width, dropout=config.dropout,
+                            n_fine=len(FINE_CLASSES) if has_fine else 0)
     model = FusionNet(dims)
     stats, lm_perm = {}, None
     for name in ("landmarks", "blendshapes"):
@@ -169,17 +172,27 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
         if config.class_weights else None
     optim = torch.optim.AdamW(model.parameters(), lr=config.lr,
                               weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    # whole batches only: a last batch of a few rows would skew BatchNorm's running stats
+    steps_per_epoch = max(1, len(train) // config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optim, max_lr=config.lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
         pct_start=0.2)
     xt, tt = _tensors(train, device), torch.from_numpy(train.target).to(device)
+    ft = torch.from_numpy(train.fine).to(device) if has_fine else None
     xv = _tensors(val, device)
     gen = torch.Generator().manual_seed(config.seed)
 
     start, best, best_state, history, before = 0, -math.inf, None, [], 0.0
     if resume and (out / STATE).is_file():
         state = torch.load(out / STATE, map_location=device, weights_only=False)
+        planned = state["schedule"].get("total_steps")
+        if planned != schedule.total_steps:  # the one-cycle schedule cannot be stretched
+            from ..errors import InputError
+
+            raise InputError(f"{out / STATE} is from a run of {planned} steps, this one has "
+                             f"{schedule.total_steps} ({config.epochs} epochs x "
+                             f"{steps_per_epoch}): resume with the same --epochs, "
+                             "--batch-size and data, or start a new --out")
         model.load_state_dict(state["model"])
         optim.load_state_dict(state["optim"])
         schedule.load_state_dict(state["schedule"])
@@ -196,25 +209,30 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
         t0 = time.perf_counter()
         model.train()
         order = torch.randperm(len(train), generator=gen).to(device)
-        total = 0.0
-        for i in range(0, len(train), config.batch_size):
+        total, seen = 0.0, 0
+        for i in range(0, steps_per_epoch * config.batch_size, config.batch_size):
             idx = order[i:i + config.batch_size]
             batch = augment({k: v[idx] for k, v in xt.items()}, aug_cfg, gen, lm_perm, bs_perm)
             logits, aux = model(**batch)
             target = tt[idx]
             loss = _loss(logits, target, weight, config.smoothing)
-            for a in aux.values():
-                loss = loss + config.aux_weight * _loss(a, target, weight, config.smoothing)
+            for name, a in aux.items():
+                if name != "fine":
+                    loss = loss + config.aux_weight * _loss(a, target, weight, config.smoothing)
+                elif ft is not None and bool((known := ft[idx] >= 0).any()):
+                    loss = loss + config.fine_weight * F.cross_entropy(
+                        a[known], ft[idx][known], label_smoothing=config.smoothing)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optim.step()
             schedule.step()
             total += loss.item() * len(idx)
+            seen += len(idx)
         logits = logits_of(model, xv)
         acc, f1 = accuracy_and_macro_f1(val.y, logits.argmax(1), len(config.classes))
         row = {"epoch": epoch + 1, "lr": schedule.get_last_lr()[0],
-               "train_loss": total / len(train), "val_accuracy": acc, "val_macro_f1": f1,
+               "train_loss": total / seen, "val_accuracy": acc, "val_macro_f1": f1,
                "seconds": time.perf_counter() - t0}
         history.append(row)
         improved = acc + f1 > best
@@ -256,6 +274,20 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
     write_text(json.dumps({"config": ckpt["config"], **ckpt["metrics"]}, indent=1) + "\n",
                out / "metrics.json")
     return ckpt
+
+
+def training_splits(config: FusionConfig) -> dict[str, FusionSplit]:
+    """Train and val rows of ``config.dataset`` plus those of each ``config.extra`` dataset
+    (its only preprocess variant; train rows repeated ``extra_repeat`` times)."""
+    ferplus = config.ferplus if config.labels == "ferplus" else None
+    parts = [load_splits(config.dataset, config.inputs, preprocess=config.preprocess,
+                         classes=config.classes, ferplus=ferplus, labels=config.labels,
+                         splits=("train", "val"))]
+    parts += [load_splits(extra, config.inputs, preprocess=None, classes=config.classes,
+                          splits=("train", "val")) for extra in config.extra]
+    repeats = [1] + [config.extra_repeat] * len(config.extra)
+    return {"train": merge_splits([p["train"] for p in parts], repeats),
+            "val": merge_splits([p["val"] for p in parts])}
 
 
 def _loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,

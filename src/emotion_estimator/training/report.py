@@ -74,6 +74,40 @@ def build(samples: pd.DataFrame, extracted: pd.DataFrame, variants: list[str],
     }
 
 
+def build_folder(samples: pd.DataFrame, extracted: pd.DataFrame, variants: list[str],
+                 labels: list[str]) -> dict:
+    """The count tables of a labelled-folder run: images per class / source label and split,
+    detection per split and source label, dataset rows (same ``detection`` and ``dataset``
+    keys as :func:`build`)."""
+    sources = sorted(samples["source_label"].astype(str).unique())
+    originals = extracted[extracted["copy"] == 0]
+    augmented = extracted[extracted["copy"] > 0]
+    detection: dict[str, dict] = {}
+    for variant in variants:
+        orig = originals[originals["preprocess"] == variant]
+        aug = augmented[augmented["preprocess"] == variant]
+        detection[variant] = {
+            "undetected": _counts(orig[~orig["detected"]], "source_label", "split", sources,
+                                  SPLITS),
+            "undetected_by_label": _counts(orig[~orig["detected"]], "label", "split", labels,
+                                           SPLITS),
+            "rate": {s: _rate(orig[orig["split"] == s]["detected"]) for s in SPLITS},
+            "rate_by_label": {c: _rate(orig[orig["label"] == c]["detected"]) for c in labels},
+            "rate_all": _rate(orig["detected"]),
+            "augmented": {"made": int(len(aug)), "detected": int(aug["detected"].sum()),
+                          "dropped": int((~aug["detected"]).sum())},
+        }
+    final = extracted[extracted["detected"]]
+    dataset = {v: {"originals": _counts(final[(final["preprocess"] == v) & (final["copy"] == 0)],
+                                        "label", "split", labels, SPLITS),
+                   "augmented": _counts(final[(final["preprocess"] == v) & (final["copy"] > 0)],
+                                        "label", "split", labels, SPLITS)}
+               for v in variants}
+    return {"images_by_label": _counts(samples, "label", "split", labels, SPLITS),
+            "images_by_source_label": _counts(samples, "source_label", "split", sources, SPLITS),
+            "detection": detection, "dataset": dataset}
+
+
 def table3_full(originals: pd.DataFrame, variants: list[str]) -> dict:
     """Table 3 over the whole train split: per variant and class, the images MediaPipe missed
     and those tried. ``originals``: one row per call on a train original, kept by the caps or not.
@@ -94,12 +128,24 @@ def _rate(detected: pd.Series) -> float | None:
 
 def markdown(report: dict) -> str:
     """A human-readable report.md from the report dict."""
+    if report.get("source") == "folder":
+        return folder_markdown(report)
     counts = report["counts"]
     aug = report["augment"]
+    labels = report.get("labels", {"source": "fer"})
     out = ["# FER2013 -> blendshape dataset", ""]
     out += [f"- input: `{report['input']}` ({report['rows_loaded']} rows loaded, "
             f"{len(report['bad_rows'])} bad rows skipped)",
-            f"- classes: {report['class_map']}", f"- caps (train): {report['caps']}",
+            f"- classes: {report['class_map']}"]
+    if labels["source"] == "ferplus":
+        out += [f"- labels: FER+ majority from `{labels['votes']}`: {labels['rule']}. "
+                f"Labelled {labels['labelled']} of {report['rows_loaded']} images; left out: "
+                f"{labels['dropped']['not_face_or_unknown']} mostly unknown/not a face, "
+                f"{labels['dropped']['tie']} ties; FER+ agrees with FER2013's own 3-class label "
+                f"on {_pct(labels['agree_with_fer'])} of the labelled. Vote counts in the "
+                "`ferplus_*` columns (soft targets: `train --labels ferplus`); caps act on "
+                "FER2013's own label (`source_label`)."]
+    out += [f"- caps (train): {report['caps']}",
             f"- seed: {report['seed']}; augmented copies per kept train image: "
             f"{aug['copies']} (flip p=0.5, rotation ±{aug['max_angle']}°)",
             f"- preprocessing variants: {report['preprocess']}",
@@ -161,3 +207,59 @@ def markdown(report: dict) -> str:
 
 def _pct(rate: float | None) -> str:
     return "n/a" if rate is None else f"{100 * rate:.1f}%"
+
+
+def folder_markdown(report: dict) -> str:
+    """report.md of a labelled-folder run."""
+    counts, aug, split = report["counts"], report["augment"], report["folder"]
+    rows = report["rows"]
+    out = ["# Labelled folder -> blendshape dataset", ""]
+    out += [f"- input: `{report['input']}` ({report['images_found']} images found, "
+            f"{report['rows_loaded']} used, {len(report['bad_images'])} bad images skipped)",
+            f"- class map: {report['class_map']}",
+            f"- splits: `test` = the folder's fixed held-out part ({split['holdout']:g}, chosen "
+            "by a hash of each image's path: the rows the folder is scored on when it is used "
+            f"for training); `val` = {split['val']:g} of the rest (a second hash); `train` = the "
+            "remainder. Neither depends on --seed; the held-out part not on --val.",
+            "- images used as they are (preprocess raw), loaded as `analyze` loads stills "
+            f"(longer side over {split['loader'].get('max_side')} px: reduced); MediaPipe asked "
+            f"for {split['extra_candidates']} candidates beyond the largest face, as on stills",
+            f"- seed: {report['seed']}; augmented copies per train image: {aug['copies']}"
+            + (f" (flip p=0.5, rotation ±{aug['max_angle']}°)" if aug["copies"] else ""),
+            f"- mediapipe {report['versions']['mediapipe']}, face_landmarker.task sha256 "
+            f"`{report['landmarker_sha256']}`",
+            f"- timings (s): {report['timings']}; MediaPipe calls: {report['calls']} "
+            f"({report['calls_per_s']} /s with {report['workers']} workers)",
+            f"- dataset rows: {rows['dataset']} ({rows['dataset_by_split']}); calls without a "
+            f"face: {rows['undetected']}", ""]
+    out += ["## Images per class and split", "", "| class | train | val | test |",
+            "|---|---|---|---|"]
+    out += [f"| {c} | " + " | ".join(str(row[s]) for s in SPLITS) + " |"
+            for c, row in counts["images_by_label"].items()]
+    out += ["", "## Images per source label and split", "", "| source label | train | val | test |",
+            "|---|---|---|---|"]
+    out += [f"| {c} | " + " | ".join(str(row[s]) for s in SPLITS) + " |"
+            for c, row in counts["images_by_source_label"].items()]
+    for variant, det in counts["detection"].items():
+        out += ["", f"## No face found ({variant}), per source label", "",
+                "| source label | train | val | test |", "|---|---|---|---|"]
+        out += [f"| {c} | " + " | ".join(str(row[s]) for s in SPLITS) + " |"
+                for c, row in det["undetected"].items()]
+        rates = ", ".join(f"{s} {_pct(r)}" for s, r in det["rate"].items())
+        by_label = ", ".join(f"{c} {_pct(r)}" for c, r in det["rate_by_label"].items())
+        out += ["", f"Detection rate ({variant}): {rates}; all {_pct(det['rate_all'])}; by "
+                f"class: {by_label}."]
+    for variant, parts in counts["dataset"].items():
+        out += ["", f"## Dataset rows ({variant}): originals + augmented", "",
+                "| label | train | val | test |", "|---|---|---|---|"]
+        for label, row in parts["originals"].items():
+            extra = parts["augmented"][label]
+            out.append(f"| {label} | " + " | ".join(
+                f"{row[s]} + {extra[s]}" if extra[s] else str(row[s]) for s in SPLITS) + " |")
+    bad = report["bad_images"]
+    if bad:
+        out += ["", "## Bad images (skipped)", ""]
+        out += [f"- `{b['path']}` ({b['source_label']}): {b['reason']}" for b in bad[:50]]
+        if len(bad) > 50:
+            out.append(f"- ... {len(bad) - 50} more in report.json")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,560 @@
+"""Fusion classifier training side: learning a toy task, fine head, resume, ONNX export,
+augmentation, label mapping, split merging, the operating point and the CLI's input checks.
+
+Everything runs on small synthetic :class:`FusionSplit` s where each class leaves a mark in
+every input (a bright blob in the crop, a shifted landmark, a raised blendshape), all of them
+left/right symmetric so that a flip keeps the label.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from emotion_estimator.blendshapes import BLENDSHAPE_NAMES, Face  # noqa: E402
+from emotion_estimator.classifier import EmotionClassifier, metadata_path  # noqa: E402
+from emotion_estimator.cli import cli  # noqa: E402
+from emotion_estimator.errors import InputError  # noqa: E402
+from emotion_estimator.features import LEFT_EYE, N_LANDMARKS, RIGHT_EYE, build  # noqa: E402
+from emotion_estimator.training.fusion_augment import (  # noqa: E402
+    AugmentConfig,
+    augment,
+    blendshape_mirror,
+    landmark_mirror,
+)
+from emotion_estimator.training.fusion_data import (  # noqa: E402
+    FINE_CLASSES,
+    FusionSplit,
+    fine_labels,
+    merge_splits,
+)
+from emotion_estimator.training.fusion_export import export_fusion  # noqa: E402
+from emotion_estimator.training.fusion_train import (  # noqa: E402
+    CHECKPOINT,
+    STATE,
+    FusionConfig,
+    fit_operating_point,
+    load_fusion,
+    train_fusion,
+)
+
+CLASSES = ("happy", "sad", "unknown")
+SIZE = 48
+SMILE = (BLENDSHAPE_NAMES.index("mouthSmileLeft"), BLENDSHAPE_NAMES.index("mouthSmileRight"))
+BROW = BLENDSHAPE_NAMES.index("browInnerUp")
+CHIN = 0  # the landmark whose height marks the class
+
+
+def symmetric_shape(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A left/right symmetric (478, 3) shape and its true mirror index map.
+
+    Ten points lie on the midline (their own twins); the rest come in pairs at (x, y, z) and
+    (-x, y, z), scattered over the indices.
+    """
+    rng = np.random.default_rng(seed)
+    mid = 10
+    half = (N_LANDMARKS - mid) // 2
+    right = np.column_stack([rng.uniform(0.05, 1.0, half), rng.uniform(-1, 1, half),
+                             rng.uniform(-0.3, 0.3, half)])
+    left = right * np.array([-1.0, 1.0, 1.0])
+    centre = np.column_stack([np.zeros(mid), rng.uniform(-1, 1, mid), rng.uniform(-0.3, 0.3, mid)])
+    points = np.concatenate([centre, right, left])
+    twin = np.concatenate([np.arange(mid), np.arange(half) + mid + half, np.arange(half) + mid])
+    order = rng.permutation(N_LANDMARKS)  # position i holds point order[i]
+    where = np.argsort(order)  # point j sits at position where[j]
+    return points[order].astype(np.float32), where[twin[order]]
+
+
+def toy_split(n: int, seed: int, fine: bool | str = True) -> FusionSplit:
+    """``n`` rows of a learnable 3-class task over all three inputs.
+
+    ``fine``: True -> fine labels (happy, sad, neutral per class); False -> none; "unknown" ->
+    -1 everywhere.
+    """
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    rng.shuffle(y)
+    face = rng.normal(110, 25, (n, SIZE, SIZE))
+    face[y == 0, 4:16, 16:32] = 240  # happy: a blob at the top centre
+    face[y == 1, 32:44, 16:32] = 240  # sad: at the bottom centre
+    shape, _ = symmetric_shape()
+    lm = shape[None] + rng.normal(0, 0.02, (n, N_LANDMARKS, 3))
+    lm[:, CHIN, 1] += np.select([y == 0, y == 1], [0.4, -0.4], 0.0)
+    bs = rng.beta(0.5, 6, (n, 52))
+    bs[y == 0, SMILE[0]] += 0.6
+    bs[y == 0, SMILE[1]] += 0.6
+    bs[y == 1, BROW] += 0.6
+    if fine is True:
+        fine_y = np.array([FINE_CLASSES.index(c) for c in ("happy", "sad", "neutral")])[y]
+    elif fine == "unknown":
+        fine_y = np.full(n, -1)
+    else:
+        fine_y = None
+    return FusionSplit({"face": face.clip(0, 255).astype(np.uint8),
+                        "landmarks": lm.astype(np.float32),
+                        "blendshapes": np.clip(bs, 0, 1).astype(np.float32)},
+                       y.astype(np.int64), np.eye(3, dtype=np.float32)[y],
+                       np.arange(n) + 1000 * seed, fine_y)
+
+
+def toy_splits(fine: bool | str = True, n_train: int = 192, n_val: int = 60) -> dict:
+    return {"train": toy_split(n_train, 1, fine), "val": toy_split(n_val, 2, fine)}
+
+
+def config(**kw) -> FusionConfig:
+    base = dict(epochs=3, width=8, batch_size=16, lr=1e-2, threads=1, device="cpu",
+                augment=False, modality_dropout=0.0, dropout=0.1, classes=CLASSES)
+    return FusionConfig(**{**base, **kw})
+
+
+def quiet(_line: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, dict, dict]:
+    """One trained toy run (folder, checkpoint dict, splits), shared by the export tests."""
+    out = tmp_path_factory.mktemp("fusion") / "run"
+    splits = toy_splits()
+    ckpt = train_fusion(config(), out, splits=splits, log=quiet)
+    return out, ckpt, splits
+
+
+# ---- training ------------------------------------------------------------------------------
+
+
+def test_train_learns_toy_task_and_writes_run(run) -> None:
+    out, ckpt, splits = run
+    assert {CHECKPOINT, STATE, "metrics.json", "history.csv"} <= {p.name for p in out.iterdir()}
+    history = pd.read_csv(out / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3]
+    assert np.isfinite(history["train_loss"]).all()
+    assert history["val_accuracy"].max() >= 0.75  # chance is 1/3
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 3 and metrics["val_rows"] == len(splits["val"])
+    assert metrics["config"]["width"] == 8 and metrics["val"]["accuracy"] >= 0.8
+    # the stored model really is the one that scores so
+    model, stored = load_fusion(out / CHECKPOINT)
+    with torch.no_grad():
+        logits, aux = model(**{k: torch.from_numpy(v) for k, v in splits["val"].inputs.items()})
+    assert (logits.argmax(1).numpy() == splits["val"].y).mean() >= 0.75
+    assert set(aux) == {"face", "landmarks", "blendshapes"}  # no fine logits in eval mode
+    assert stored["temperature"] > 0 and len(stored["offsets"]) == 3
+
+
+def test_fine_head_exists_with_fine_labels(run) -> None:
+    out, ckpt, _ = run
+    assert ckpt["dims"]["n_fine"] == len(FINE_CLASSES)
+    assert ckpt["state_dict"]["fine.weight"].shape[0] == len(FINE_CLASSES)
+    model, _ = load_fusion(out / CHECKPOINT)
+    model.train()
+    batch = {k: torch.from_numpy(v[:4]) for k, v in toy_split(4, 9).inputs.items()}
+    _, aux = model(**batch)
+    assert aux["fine"].shape == (4, len(FINE_CLASSES))
+
+
+@pytest.mark.parametrize("fine", [False, "unknown"])
+def test_no_fine_head_without_fine_labels(tmp_path, fine) -> None:
+    ckpt = train_fusion(config(epochs=1, fine_weight=0.3), tmp_path, log=quiet,
+                        splits=toy_splits(fine, n_train=64, n_val=30))
+    assert ckpt["dims"]["n_fine"] == 0
+    assert not any(k.startswith("fine.") for k in ckpt["state_dict"])
+    assert np.isfinite(pd.read_csv(tmp_path / "history.csv")["train_loss"]).all()
+
+
+def test_partly_unknown_fine_labels_keep_loss_finite(tmp_path) -> None:
+    """One known fine label in 64 rows: 3 of the 4 batches of an epoch have none, which
+    must not make a NaN loss."""
+    splits = toy_splits(n_train=64, n_val=30)
+    splits["train"].fine[1:] = -1
+    ckpt = train_fusion(config(epochs=2), tmp_path, splits=splits, log=quiet)
+    assert ckpt["dims"]["n_fine"] == len(FINE_CLASSES)
+    assert np.isfinite(pd.read_csv(tmp_path / "history.csv")["train_loss"]).all()
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values()
+               if v.is_floating_point())
+
+
+def test_only_whole_batches_are_trained(tmp_path) -> None:
+    """70 rows at batch 32: 2 whole batches per epoch, the last 6 rows left to the next."""
+    splits = toy_splits(n_train=70, n_val=30)
+    train_fusion(config(epochs=1, batch_size=32), tmp_path, splits=splits, log=quiet)
+    state = torch.load(tmp_path / STATE, weights_only=False)
+    assert state["schedule"]["last_epoch"] == 2
+
+
+class Stop(Exception):
+    pass
+
+
+def test_resume_continues_at_the_interrupted_epoch(tmp_path) -> None:
+    splits = toy_splits(n_train=64, n_val=30)
+
+    def stop_at_third(line: str) -> None:  # epoch 3 is logged before its state is saved
+        if line.startswith("epoch   3/"):
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_fusion(config(epochs=4), tmp_path, splits=splits, log=stop_at_third)
+    assert not (tmp_path / CHECKPOINT).exists()
+    state = torch.load(tmp_path / STATE, weights_only=False)
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+
+    lines: list[str] = []
+    ckpt = train_fusion(config(epochs=4), tmp_path, splits=splits, log=lines.append,
+                        resume=True)
+    assert any(line.startswith("resumed") and "epoch 2" in line for line in lines)
+    trained = [line.split()[1] for line in lines if line.startswith("epoch")]
+    assert trained == ["3/4", "4/4"]
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+    assert ckpt["metrics"]["epochs"] == 4
+    # the first two rows are the interrupted run's, kept as they were
+    assert np.allclose(history["train_loss"][:2], [r["train_loss"] for r in state["history"]])
+
+
+def test_resume_with_a_longer_schedule_is_refused_clearly(tmp_path) -> None:
+    """The one-cycle schedule is fixed by epochs x steps: a run of 2 epochs cannot be resumed
+    as one of 3 (it used to die stepping the scheduler past its end)."""
+    splits = toy_splits(n_train=64, n_val=30)
+    train_fusion(config(epochs=2), tmp_path, splits=splits, log=quiet)
+    with pytest.raises(InputError, match="epochs"):
+        train_fusion(config(epochs=3), tmp_path, splits=splits, log=quiet, resume=True)
+
+
+def test_resume_of_a_finished_run_trains_nothing_more(tmp_path) -> None:
+    splits = toy_splits(n_train=64, n_val=30)
+    first = train_fusion(config(epochs=2), tmp_path, splits=splits, log=quiet)
+    lines: list[str] = []
+    again = train_fusion(config(epochs=2), tmp_path, splits=splits, log=lines.append,
+                         resume=True)
+    assert not [line for line in lines if line.startswith("epoch")]
+    assert again["metrics"]["epochs"] == 2
+    assert all(torch.equal(first["state_dict"][k], again["state_dict"][k])
+               for k in first["state_dict"])
+
+
+# ---- export --------------------------------------------------------------------------------
+
+
+def synthetic_face(i: int, width: int = 320, height: int = 240) -> Face:
+    """A Face whose eye corners (all features look at) sit somewhere plausible."""
+    rng = np.random.default_rng(100 + i)
+    lm = rng.uniform(0.3, 0.7, (N_LANDMARKS, 3)).astype(np.float32)
+    lm[:, 2] = rng.normal(0, 0.02, N_LANDMARKS)
+    cx, cy, half = 0.5 + 0.03 * i, 0.45 - 0.02 * i, 0.08 + 0.01 * i
+    for k, x in zip((*RIGHT_EYE, *LEFT_EYE), (-1.4, -0.6, 0.6, 1.4), strict=True):
+        lm[k, :2] = (cx + x * half / 1.4, cy + 0.005 * k / N_LANDMARKS)
+    scores = rng.beta(0.5, 6, 52).astype(np.float32)
+    return Face(scores=scores, box=(0.0, 0.0, float(width), float(height)), landmarks=lm)
+
+
+def test_export_matches_torch_and_declares_inputs(run, tmp_path) -> None:
+    import onnxruntime as ort
+
+    out, _, splits = run
+    # a calibration that moves the probabilities (the toy run's own offsets may all be 0)
+    ckpt = torch.load(out / CHECKPOINT, weights_only=False)
+    ckpt["temperature"], ckpt["offsets"] = 1.7, [0.6, -0.4, 0.0]
+    torch.save(ckpt, tmp_path / CHECKPOINT)
+    onnx_path = tmp_path / "fusion.onnx"
+    meta = export_fusion(tmp_path / CHECKPOINT, onnx_path)
+    assert onnx_path.is_file() and metadata_path(onnx_path).is_file()
+    stored = json.loads(metadata_path(onnx_path).read_text())
+    assert stored["classes"] == list(CLASSES) and stored["model"]["kind"] == "fusion"
+    assert stored["offsets"] == ckpt["offsets"] and stored["temperature"] == ckpt["temperature"]
+    assert meta["onnx_torch_max_abs_diff"] <= 1e-4
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["probs"]  # no fine head output
+    assert session.get_outputs()[0].shape[1] == len(CLASSES)
+
+    clf = EmotionClassifier.load(onnx_path)
+    assert clf.classes == CLASSES and clf.needs_image
+    assert [(s["name"], s["kind"]) for s in clf.inputs] == [
+        ("face", "face"), ("landmarks", "landmarks"), ("blendshapes", "blendshapes")]
+    assert next(s for s in clf.inputs if s["kind"] == "face")["size"] == SIZE
+
+    model, _ = load_fusion(out / CHECKPOINT)
+    temperature, offsets = 1.7, torch.tensor([0.6, -0.4, 0.0])
+
+    def torch_probs(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.no_grad():
+            logits, _ = model(**{k: torch.from_numpy(np.ascontiguousarray(v))
+                                 for k, v in feeds.items()})
+            return torch.softmax(logits / temperature + offsets, dim=-1).numpy()
+
+    # faces found in a frame, through predict_faces (features built from the frame)
+    image = np.random.default_rng(5).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    for faces in ([synthetic_face(0)], [synthetic_face(i) for i in range(3)]):
+        got = clf.predict_faces(faces, image)
+        want = torch_probs(build(clf.inputs, faces, image))
+        assert got.shape == (len(faces), 3)
+        np.testing.assert_allclose(got, want, atol=1e-4)
+        np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-5)
+
+    # and the training rows themselves, batch 1 and batch 7, through the graph
+    val = splits["val"].inputs
+    for n in (1, 7):
+        feeds = {k: v[:n] for k, v in val.items()}
+        got = session.run(None, feeds)[0]
+        np.testing.assert_allclose(got, torch_probs(feeds), atol=1e-4)
+        np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-5)
+    assert (session.run(None, val)[0].argmax(1) == splits["val"].y).mean() >= 0.8
+
+
+# ---- augmentation --------------------------------------------------------------------------
+
+
+def aug_batch(n: int = 4) -> dict[str, torch.Tensor]:
+    rng = np.random.default_rng(3)
+    shape, _ = symmetric_shape()
+    return {"face": torch.from_numpy(rng.integers(0, 256, (n, SIZE, SIZE), dtype=np.uint8)),
+            "landmarks": torch.from_numpy(
+                (shape[None] + rng.normal(0, 0.1, (n, N_LANDMARKS, 3))).astype(np.float32)),
+            "blendshapes": torch.from_numpy(rng.random((n, 52), dtype=np.float32))}
+
+
+def test_landmark_mirror_is_an_involution_on_a_symmetric_shape() -> None:
+    shape, twin = symmetric_shape()
+    perm = landmark_mirror(shape)
+    np.testing.assert_array_equal(perm, twin)
+    np.testing.assert_array_equal(perm[perm], np.arange(N_LANDMARKS))
+    np.testing.assert_allclose(shape[perm] * np.array([-1, 1, 1]), shape, atol=1e-6)
+
+
+def test_blendshape_mirror_swaps_left_and_right() -> None:
+    perm = blendshape_mirror()
+    names = list(BLENDSHAPE_NAMES)
+    np.testing.assert_array_equal(perm[perm], np.arange(52))
+    assert names[perm[names.index("mouthSmileLeft")]] == "mouthSmileRight"
+    assert names[perm[names.index("eyeBlinkRight")]] == "eyeBlinkLeft"
+    assert perm[names.index("jawOpen")] == names.index("jawOpen")
+
+
+def test_flip_mirrors_every_input_together() -> None:
+    batch = aug_batch()
+    shape, _ = symmetric_shape()
+    lm_perm = torch.from_numpy(landmark_mirror(shape))
+    bs_perm = torch.from_numpy(blendshape_mirror())
+    cfg = replace(AugmentConfig.off(), flip=1.0)
+    out = augment(batch, cfg, torch.Generator().manual_seed(0), lm_perm, bs_perm)
+
+    assert out["face"].dtype == torch.float32
+    torch.testing.assert_close(out["face"], batch["face"].float().flip(-1))
+    assert not torch.equal(out["face"], batch["face"].float())
+
+    left, right = (BLENDSHAPE_NAMES.index(n) for n in ("mouthSmileLeft", "mouthSmileRight"))
+    jaw = BLENDSHAPE_NAMES.index("jawOpen")
+    torch.testing.assert_close(out["blendshapes"][:, left], batch["blendshapes"][:, right])
+    torch.testing.assert_close(out["blendshapes"][:, right], batch["blendshapes"][:, left])
+    torch.testing.assert_close(out["blendshapes"][:, jaw], batch["blendshapes"][:, jaw])
+
+    lm = batch["landmarks"]
+    want = lm[:, lm_perm] * torch.tensor([-1.0, 1.0, 1.0])
+    torch.testing.assert_close(out["landmarks"], want)
+    # a point's mirror image is its twin's position with x negated
+    _, twin = symmetric_shape()
+    j = int(np.flatnonzero(twin != np.arange(N_LANDMARKS))[0])
+    assert out["landmarks"][0, j, 0] == -lm[0, twin[j], 0]
+    assert out["landmarks"][0, j, 1] == lm[0, twin[j], 1]
+    # flipping twice gives the batch back
+    again = augment(out, cfg, torch.Generator().manual_seed(0), lm_perm, bs_perm)
+    torch.testing.assert_close(again["landmarks"], lm)
+    torch.testing.assert_close(again["blendshapes"], batch["blendshapes"])
+    torch.testing.assert_close(again["face"], batch["face"].float())
+
+
+def test_augment_off_returns_the_batch_unchanged() -> None:
+    batch = aug_batch()
+    shape, _ = symmetric_shape()
+    out = augment(batch, AugmentConfig.off(), torch.Generator().manual_seed(0),
+                  torch.from_numpy(landmark_mirror(shape)), torch.from_numpy(blendshape_mirror()))
+    assert set(out) == set(batch)
+    assert out["face"].dtype == torch.float32
+    torch.testing.assert_close(out["face"], batch["face"].float())
+    torch.testing.assert_close(out["landmarks"], batch["landmarks"])
+    torch.testing.assert_close(out["blendshapes"], batch["blendshapes"])
+
+
+def test_default_augment_keeps_shapes_and_range() -> None:
+    batch = aug_batch(8)
+    shape, _ = symmetric_shape()
+    out = augment(batch, AugmentConfig(), torch.Generator().manual_seed(1),
+                  torch.from_numpy(landmark_mirror(shape)), torch.from_numpy(blendshape_mirror()))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        k: tuple(v.shape) for k, v in batch.items()}
+    assert float(out["face"].min()) >= 0 and float(out["face"].max()) <= 255
+    assert not torch.equal(out["face"], batch["face"].float())
+    # each row's landmarks sit near either the row or its mirror image (rotation, jitter)
+    lm = batch["landmarks"]
+    mirrored = lm[:, torch.from_numpy(landmark_mirror(shape))] * torch.tensor([-1.0, 1.0, 1.0])
+    near = torch.minimum((out["landmarks"] - lm).abs().amax((1, 2)),
+                         (out["landmarks"] - mirrored).abs().amax((1, 2)))
+    assert float(near.max()) < 0.15
+    assert float((mirrored - lm).abs().amax((1, 2)).min()) > 0.3  # the two are told apart
+
+
+# ---- labels and splits ---------------------------------------------------------------------
+
+
+def test_fine_labels_map_names_synonyms_and_unknowns() -> None:
+    source = pd.Series(["angry", "Happy", "sad", "neutral", "sadness", "happiness", "anger",
+                        "contempt", "surprise", "fear", "disgust", "nonsense"])
+    got = fine_labels(source)
+    want = [FINE_CLASSES.index(c) if c else -1 for c in (
+        "angry", "happy", "sad", "neutral", "sad", "happy", "angry", None, "surprise", "fear",
+        "disgust", None)]
+    assert got.dtype == np.int64
+    assert got.tolist() == want
+
+
+def write_dataset(path: Path, variants: tuple[str, ...], source: list[str],
+                  splits: list[str]) -> Path:
+    """A tiny prepared dataset (``dataset.parquet`` schema with fusion columns)."""
+    rng = np.random.default_rng(len(source))
+    to3 = {"happiness": "happy", "happy": "happy", "sadness": "sad", "sad": "sad"}
+    rows = []
+    for variant in variants:
+        for i, (src, split) in enumerate(zip(source, splits, strict=True)):
+            rows.append({"image_id": i, "split": split, "label": to3.get(src, "unknown"),
+                         "source_label": src, "preprocess": variant, "augmented": False,
+                         **dict(zip(BLENDSHAPE_NAMES, rng.random(52), strict=True)),
+                         "landmarks": rng.normal(size=(N_LANDMARKS, 3)).astype(
+                             np.float32).tobytes(),
+                         "face": rng.integers(0, 256, (SIZE, SIZE), dtype=np.uint8).tobytes()})
+    path.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_parquet(path / "dataset.parquet")
+    return path
+
+
+def test_load_splits_takes_the_only_variant_and_source_labels(tmp_path) -> None:
+    from emotion_estimator.training.fusion_data import load_splits
+
+    source = ["sadness", "happiness", "contempt", "anger", "neutral", "sad"]
+    folder = write_dataset(tmp_path / "folder", ("raw",), source, ["train"] * 4 + ["val"] * 2)
+    got = load_splits(folder, ("face", "landmarks", "blendshapes"), preprocess=None)
+    train = got["train"]
+    assert len(train) == 4 and len(got["val"]) == 2 and len(got["test"]) == 0
+    assert train.y.tolist() == [1, 0, 2, 2]
+    assert train.fine.tolist() == [FINE_CLASSES.index("sad"), FINE_CLASSES.index("happy"), -1,
+                                   FINE_CLASSES.index("angry")]
+    assert train.inputs["face"].shape == (4, SIZE, SIZE)
+    assert train.inputs["face"].dtype == np.uint8
+    two = write_dataset(tmp_path / "two", ("raw", "pad"), source, ["train"] * 6)
+    with pytest.raises(InputError, match="variants"):
+        load_splits(two, ("blendshapes",), preprocess=None)
+    assert len(load_splits(two, ("blendshapes",), preprocess="pad")["train"]) == 6
+
+
+def test_training_splits_repeat_extra_train_rows(tmp_path) -> None:
+    from emotion_estimator.training.fusion_train import training_splits
+
+    main = write_dataset(tmp_path / "fer", ("pad",), ["happy", "sad", "fear", "sad", "happy"],
+                         ["train", "train", "train", "val", "test"])
+    extra = write_dataset(tmp_path / "folder", ("raw",), ["sadness", "happiness", "anger"],
+                          ["train", "train", "val"])
+    got = training_splits(config(dataset=str(main), extra=(str(extra),), extra_repeat=3))
+    assert len(got["train"]) == 3 + 3 * 2 and len(got["val"]) == 1 + 1
+    assert got["train"].y.tolist() == [0, 1, 2, *[1, 0] * 3]
+    assert got["val"].fine.tolist() == [FINE_CLASSES.index("sad"), FINE_CLASSES.index("angry")]
+
+
+def test_merge_splits_repeats_and_concatenates() -> None:
+    a, b = toy_split(6, 1), toy_split(4, 2)
+    merged = merge_splits([a, b], [1, 3])
+    assert len(merged) == 6 + 3 * 4
+    np.testing.assert_array_equal(merged.y, np.concatenate([a.y, b.y, b.y, b.y]))
+    np.testing.assert_array_equal(merged.fine, np.concatenate([a.fine, *[b.fine] * 3]))
+    np.testing.assert_array_equal(merged.inputs["face"][6:10], b.inputs["face"])
+    np.testing.assert_array_equal(merged.inputs["face"][14:18], b.inputs["face"])
+    assert merged.target.shape == (18, 3) and merged.image_id.shape == (18,)
+    # a part without fine labels leaves the merge without them
+    c = toy_split(5, 3, fine=False)
+    assert merge_splits([a, c]).fine is None
+    assert len(merge_splits([a, c])) == 11
+
+
+def test_merge_splits_refuses_mismatched_inputs() -> None:
+    a = toy_split(6, 1)
+    small = toy_split(4, 2)
+    small.inputs["face"] = small.inputs["face"][:, :32, :32]
+    with pytest.raises(InputError):
+        merge_splits([a, small])
+    fewer = toy_split(4, 2)
+    del fewer.inputs["landmarks"]
+    with pytest.raises(InputError):
+        merge_splits([a, fewer], [1, 2])
+
+
+def test_merge_splits_with_empty_parts() -> None:
+    a = toy_split(6, 1)
+    empty = FusionSplit({k: v[:0] for k, v in a.inputs.items()}, a.y[:0], a.target[:0],
+                        a.image_id[:0], a.fine[:0])
+    assert len(merge_splits([empty, a, empty], [1, 1, 3])) == 6
+    np.testing.assert_array_equal(merge_splits([a, empty], [2, 1]).y, np.concatenate([a.y, a.y]))
+    assert len(merge_splits([empty, empty])) == 0
+    # an empty part of another crop size is no conflict
+    odd = FusionSplit({**empty.inputs, "face": np.zeros((0, 32, 32), np.uint8)}, empty.y,
+                      empty.target, empty.image_id, empty.fine)
+    assert len(merge_splits([a, odd])) == 6
+
+
+# ---- operating point -----------------------------------------------------------------------
+
+
+def sad_called_happy(logits: np.ndarray, y: np.ndarray, off: np.ndarray) -> float:
+    pred = (logits + off).argmax(1)
+    return float((pred[y == 1] == 0).mean())
+
+
+def test_operating_point_keeps_sad_as_happy_under_the_cap() -> None:
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 200)
+    logits = rng.normal(0, 0.3, (600, 3))
+    logits[np.arange(600), y] += 1.5
+    sad = np.flatnonzero(y == 1)
+    confused = sad[:60]  # 30% of the sad faces lean happy, by a margin an offset can undo
+    logits[confused, 0] = logits[confused, 1] + rng.uniform(0.1, 0.8, 60)
+    assert sad_called_happy(logits, y, np.zeros(3)) > 0.25
+    off = fit_operating_point(logits, y, CLASSES, max_sad_as_happy=0.03)
+    assert off.shape == (3,) and off[2] == 0
+    assert sad_called_happy(logits, y, off) <= 0.03
+    # and it does not buy that by calling everything sad
+    assert ((logits + off).argmax(1) == y).mean() > 0.8
+
+
+def test_operating_point_takes_the_lowest_rate_when_the_cap_is_out_of_reach() -> None:
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1, 2], 100)
+    logits = rng.normal(0, 0.3, (300, 3))
+    logits[np.arange(300), y] += 1.5
+    sad = np.flatnonzero(y == 1)
+    logits[sad[:20], 0] = logits[sad[:20], 1] + 10.0  # beyond any offset in the grid
+    off = fit_operating_point(logits, y, CLASSES, max_sad_as_happy=0.0)
+    assert sad_called_happy(logits, y, off) == pytest.approx(0.2)
+
+
+# ---- CLI -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("inputs", ["face,nose", ",", "landmark"])
+def test_cli_fusion_bad_inputs_exit_2_with_one_line(tmp_path, capsys, inputs) -> None:
+    dataset = tmp_path / "dataset.parquet"
+    dataset.write_bytes(b"not read before the options are checked")
+    code = cli(["train", str(dataset), "--out", str(tmp_path / "run"), "--kind", "fusion",
+                f"--inputs={inputs}"])
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("emotion-estimator: error:")
+    assert "--inputs" in lines[0] and "Traceback" not in captured.err
+    assert not (tmp_path / "run").exists()
