@@ -1,6 +1,11 @@
-"""Evaluation maths on hand-made predictions, undetected images, report files."""
+"""Evaluation maths on hand-made predictions, undetected images, FER+ majority labels, report
+files; multi-input models (a tiny untrained fusion model, exported) on a tiny prepared dataset
+with stored landmarks and face crops."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,7 +14,16 @@ import pytest
 pytest.importorskip("sklearn")
 
 from emotion_estimator.blendshapes import BLENDSHAPE_NAMES  # noqa: E402
-from emotion_estimator.training.evaluate import evaluate_frame, write_report  # noqa: E402
+from emotion_estimator.cli import cli  # noqa: E402
+from emotion_estimator.errors import InputError  # noqa: E402
+from emotion_estimator.features import N_LANDMARKS  # noqa: E402
+from emotion_estimator.training.data import read_dataset  # noqa: E402
+from emotion_estimator.training.evaluate import (  # noqa: E402
+    evaluate,
+    evaluate_frame,
+    load_predictor,
+    write_report,
+)
 from emotion_estimator.training.metrics import (  # noqa: E402
     classification_metrics,
     cross_entropy,
@@ -83,6 +97,8 @@ def test_undetected_images_count_as_unknown_only_in_the_second_view() -> None:
     assert report["with_undetected"]["confusion"] == [[3, 0, 2], [1, 2, 2], [0, 1, 3]]
     assert report["with_undetected"]["accuracy"] == pytest.approx(8 / 14)
     assert report["sad_called_happy"] == pytest.approx(1 / 4)
+    assert report["happy_called_sad"] == 0.0
+    assert "ferplus" not in report  # the frame has no FER+ vote columns
     assert set(report["table"].loc[~report["table"]["detected"], "image_id"]) == {112, 113}
 
 
@@ -111,3 +127,176 @@ def test_offsets_undo_a_prior_shift_and_raise_macro_f1() -> None:
     assert offsets[1] > 0.5
     before = f1_score(y, logits.argmax(1), average="macro")
     assert f1_score(y, (logits + offsets).argmax(1), average="macro") > before + 0.02
+
+
+# ---- FER+ majority labels ------------------------------------------------------------------
+
+
+def _votes(frame: pd.DataFrame) -> pd.DataFrame:
+    """FER+ vote columns: 10 votes for each row's own label, except row 103 (happy, called
+    unknown): mostly neutral; 106 (sad, called happy): mostly happiness; 104 (sad): a tie of
+    sadness and happiness; 111 (unknown, called sad): mostly not a face."""
+    from emotion_estimator.training.ferplus import DATASET_COLUMNS, PREFIX
+
+    votes = pd.DataFrame(0, index=frame.index, columns=list(DATASET_COLUMNS))
+    own = {"happy": "happiness", "sad": "sadness", "unknown": "neutral"}
+    for i, label in zip(frame.index, frame["label"], strict=True):
+        votes.loc[i, PREFIX + own[label]] = 10
+    special = {103: {"neutral": 8, "happiness": 2}, 106: {"happiness": 6, "sadness": 4},
+               104: {"sadness": 5, "happiness": 5}, 111: {"NF": 9, "sadness": 1}}
+    for image_id, counts in special.items():
+        i = frame.index[frame["image_id"] == image_id][0]
+        votes.loc[i] = 0
+        for name, n in counts.items():
+            votes.loc[i, PREFIX + name] = n
+    return pd.concat([frame, votes], axis=1)
+
+
+def test_ferplus_majority_view_from_the_vote_columns(tmp_path) -> None:
+    report = evaluate_frame(_predict, CLASSES, _votes(_frame()), "test", "raw")
+    plus = report["ferplus"]
+    assert plus["no_label"] == {"not_face_or_unknown": 1, "tie": 1}
+    assert plus["n"] == 10
+    # 103 becomes a right "unknown", 106 a right "happy"; 104 and 111 have no FER+ label
+    assert plus["confusion"] == [[4, 0, 0], [0, 1, 1], [0, 0, 4]]
+    assert plus["accuracy"] == pytest.approx(9 / 10)
+    assert plus["sad_called_happy"] == 0.0 and plus["happy_called_sad"] == 0.0
+    table = report["table"].set_index("image_id")
+    assert table.loc[106, "truth_ferplus"] == "happy" and table.loc[104, "truth_ferplus"] == ""
+    assert report["detected"]["accuracy"] == pytest.approx(8 / 12)  # FER labels unchanged
+    files = write_report(report, CLASSES, tmp_path)
+    assert tmp_path / "confusion_ferplus.csv" in files
+    assert json.loads((tmp_path / "metrics.json").read_text())["ferplus"]["n"] == 10
+
+
+# ---- multi-input models on a prepared dataset ----------------------------------------------
+
+
+def write_fusion_dataset(folder: Path, variants: tuple[str, ...] = ("pad",), n_test: int = 11,
+                         geometry: bool = True) -> dict[str, np.ndarray]:
+    """A tiny prepared dataset: 3 train + ``n_test`` test rows per variant, scores, stored
+    landmarks and face crops (bytes), one test image MediaPipe missed. Returns the test rows'
+    arrays of the first variant as written."""
+    rng = np.random.default_rng(7)
+    rows, written = [], {"face": [], "landmarks": [], "blendshapes": []}
+    for v, variant in enumerate(variants):
+        for i in range(3 + n_test):
+            face = rng.integers(0, 256, (48, 48), dtype=np.uint8)
+            landmarks = rng.normal(0, 0.6, (N_LANDMARKS, 3)).astype(np.float32)
+            scores = rng.random(52, dtype=np.float32)
+            row = {"image_id": i, "split": "train" if i < 3 else "test",
+                   "label": CLASSES[i % 3], "source_label": ["happy", "sad", "fear"][i % 3],
+                   "preprocess": variant, "augmented": False,
+                   **dict(zip(BLENDSHAPE_NAMES, scores.tolist(), strict=True))}
+            if geometry:
+                row |= {"landmarks": landmarks.tobytes(), "face": face.tobytes()}
+            rows.append(row)
+            if v == 0 and i >= 3:
+                for key, arr in (("face", face), ("landmarks", landmarks),
+                                 ("blendshapes", scores)):
+                    written[key].append(arr)
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_parquet(folder / "dataset.parquet")
+    pd.DataFrame({"image_id": [99], "split": ["test"], "label": ["sad"],
+                  "preprocess": [variants[0]]}).to_parquet(folder / "undetected.parquet")
+    return {k: np.stack(v) for k, v in written.items()}
+
+
+@pytest.fixture(scope="module")
+def fusion_model(tmp_path_factory) -> tuple[Path, Path]:
+    """An untrained width-8 fusion model with a calibration: its run folder and its ONNX."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from emotion_estimator.training.fusion import FusionDimensions, FusionNet
+    from emotion_estimator.training.fusion_export import export_fusion
+
+    torch.manual_seed(0)
+    dims = FusionDimensions(width=8)
+    model = FusionNet(dims).eval()
+    with torch.no_grad():  # spread the untrained head's output so rows get different classes
+        model.head[-1].weight.mul_(40.0)
+    run = tmp_path_factory.mktemp("evaluate") / "run"
+    run.mkdir()
+    torch.save({"dims": dims.to_dict(), "state_dict": model.state_dict(),
+                "classes": list(CLASSES), "temperature": 0.8, "offsets": [0.2, -0.1, 0.0],
+                "config": {}, "metrics": {}}, run / "fusion.pt")
+    onnx = run.parent / "fusion.onnx"
+    export_fusion(run / "fusion.pt", onnx)
+    return run, onnx
+
+
+def test_fusion_onnx_on_a_dataset_gives_what_predict_inputs_gives(fusion_model,
+                                                                  tmp_path) -> None:
+    from emotion_estimator.classifier import EmotionClassifier
+
+    run, onnx = fusion_model
+    arrays = write_fusion_dataset(tmp_path / "data")
+    report = evaluate(onnx, tmp_path / "data", "test", out=tmp_path / "report")
+    assert report["preprocess"] == "pad"  # the only variant
+    assert report["inputs"] == ["face", "landmarks", "blendshapes"]
+    table = report["table"]
+    detected = table[table["detected"]]
+    assert detected["image_id"].tolist() == list(range(3, 14))
+    got = detected[[f"p_{c}" for c in CLASSES]].to_numpy()
+    clf = EmotionClassifier.load(onnx)
+    want = clf.predict_inputs(arrays)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert len(set(want.argmax(1))) > 1  # the model does tell the rows apart
+    assert report["detected"]["n"] == 11 and report["undetected"] == 1
+    assert report["with_undetected"]["n"] == 12
+    assert {"sad_called_happy", "happy_called_sad"} <= set(report)
+    assert (tmp_path / "report" / "confusion_detected.png").is_file()
+    # the training run (fusion.pt, torch) gives the same probabilities as its export
+    from_run = evaluate(run, tmp_path / "data", "test")["table"]
+    np.testing.assert_allclose(
+        from_run.loc[from_run["detected"], [f"p_{c}" for c in CLASSES]].to_numpy(), want,
+        atol=1e-4)
+
+
+def test_predict_inputs_validates_names_shapes_and_dtypes(fusion_model, tmp_path) -> None:
+    from emotion_estimator.classifier import EmotionClassifier
+
+    clf = EmotionClassifier.load(fusion_model[1])
+    good = write_fusion_dataset(tmp_path / "data", n_test=2)
+    assert clf.predict_inputs(good).shape == (2, 3)
+    with pytest.raises(InputError, match="takes inputs"):
+        clf.predict_inputs({k: v for k, v in good.items() if k != "face"})
+    with pytest.raises(InputError, match="shape"):
+        clf.predict_inputs({**good, "face": good["face"][:, :40, :40]})
+    with pytest.raises(InputError, match="uint8"):
+        clf.predict_inputs({**good, "face": good["face"].astype(np.float32)})
+    with pytest.raises(InputError, match="different numbers"):
+        clf.predict_inputs({**good, "blendshapes": good["blendshapes"][:1]})
+
+
+def test_a_dataset_without_the_models_inputs_is_refused(fusion_model, tmp_path,
+                                                        capsys) -> None:
+    write_fusion_dataset(tmp_path / "old", geometry=False)
+    predictor = load_predictor(fusion_model[1])
+    with pytest.raises(InputError, match="no landmarks, face columns: rebuild"):
+        evaluate_frame(predictor, None, read_dataset(tmp_path / "old"))
+    assert cli(["evaluate", str(fusion_model[1]), str(tmp_path / "old")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "prepare" in lines[0] and "Traceback" not in lines[0]
+
+
+def test_preprocess_defaults_to_the_only_variant(fusion_model, tmp_path, capsys) -> None:
+    write_fusion_dataset(tmp_path / "one", ("raw",), n_test=3)
+    assert cli(["evaluate", str(fusion_model[1]), str(tmp_path / "one")]) == 0
+    out = capsys.readouterr().out
+    assert "preprocess raw" in out and "happy faces called sad" in out
+    write_fusion_dataset(tmp_path / "two", ("raw", "pad"), n_test=3)
+    predictor = load_predictor(fusion_model[1])
+    frame = read_dataset(tmp_path / "two")
+    with pytest.raises(InputError, match=r"variants \['pad', 'raw'\]"):
+        evaluate_frame(predictor, None, frame)
+    assert evaluate_frame(predictor, None, frame, preprocess="pad")["preprocess"] == "pad"
+    with pytest.raises(InputError, match="no preprocess variant 'flip'"):
+        evaluate_frame(predictor, None, frame, preprocess="flip")
+
+
+def test_shipped_models_resolve_by_name() -> None:
+    pytest.importorskip("onnxruntime")
+    assert load_predictor("fusion").inputs == ("face", "landmarks", "blendshapes")
+    assert load_predictor("blendshapes").inputs == ("blendshapes",)

@@ -558,3 +558,16 @@ def test_cli_fusion_bad_inputs_exit_2_with_one_line(tmp_path, capsys, inputs) ->
     assert len(lines) == 1 and lines[0].startswith("emotion-estimator: error:")
     assert "--inputs" in lines[0] and "Traceback" not in captured.err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_val_split_without_sad_faces_still_finishes(tmp_path) -> None:
+    splits = toy_splits(fine=False)
+    val = splits["val"]
+    keep = val.y != 1
+    splits["val"] = FusionSplit({k: v[keep] for k, v in val.inputs.items()}, val.y[keep],
+                                val.target[keep], val.image_id[keep])
+    lines: list[str] = []
+    ckpt = train_fusion(config(epochs=1), tmp_path / "run", splits=splits, log=lines.append)
+    assert ckpt["metrics"]["val"]["sad_as_happy"] is None
+    assert "sad->happy n/a" in lines[-1]
+    assert (tmp_path / "run" / CHECKPOINT).is_file()

@@ -83,8 +83,9 @@ def test_export_agrees_with_torch_and_round_trips_metadata(tmp_path, kind: str) 
     np.testing.assert_allclose(clf.metadata["normalization"]["mean"], result.checkpoint.mean)
     assert clf.metadata["temperature"] == result.checkpoint.temperature
     x = np.random.default_rng(1).random((64, 52), dtype=np.float32)
-    _, torch_predict = load_predictor(tmp_path / "run")
-    np.testing.assert_allclose(clf.predict_proba(x), torch_predict(x), atol=1e-5)
+    torch_predict = load_predictor(tmp_path / "run")
+    assert torch_predict.inputs == ("blendshapes",)
+    np.testing.assert_allclose(clf.predict_proba(x), torch_predict({"blendshapes": x}), atol=1e-5)
 
 
 def test_training_beats_majority_on_real_fer_rows(fer_csv, landmarker_model, tmp_path) -> None:

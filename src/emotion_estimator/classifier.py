@@ -10,6 +10,10 @@ provenance). Two metadata layouts:
   per entry, built by :mod:`emotion_estimator.features` from the faces and their frame
   (normalisation inside the graph). :meth:`EmotionClassifier.predict_faces` feeds them.
 
+Every prediction goes through :meth:`EmotionClassifier.predict_inputs` (ready inputs by name:
+what :func:`emotion_estimator.features.build` returns, or the same arrays read back from a
+prepared dataset).
+
 This module never imports torch.
 """
 
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -105,12 +109,24 @@ _ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64,
 _RANKS = {"blendshapes": 2, "landmarks": 3, "face": 3}
 
 
+def _input_shape(spec: Mapping[str, Any]) -> tuple[int, ...]:
+    """One face's array of an input (without the batch axis)."""
+    if spec["kind"] == "blendshapes":
+        return (len(BLENDSHAPE_NAMES),)
+    if spec["kind"] == "landmarks":
+        return (features.N_LANDMARKS, 3)
+    size = int(spec.get("size", features.DEFAULT_FACE_SIZE))
+    return (size, size)
+
+
 class EmotionClassifier:
     """Faces (or, for blendshape models, score vectors) -> probabilities over :attr:`classes`.
 
     Use :meth:`load`. :meth:`predict_faces` works for every model: it builds the inputs the
     metadata declares from MediaPipe faces and the frame they were found in.
-    :meth:`predict_proba` takes ``(n, 52)`` blendshape scores and serves blendshape models.
+    :meth:`predict_inputs` takes those inputs ready-made, by name (e.g. from a prepared
+    dataset). :meth:`predict_proba` takes ``(n, 52)`` blendshape scores and serves blendshape
+    models.
     """
 
     def __init__(self, session: Any, metadata: dict[str, Any], path: Path) -> None:
@@ -189,12 +205,49 @@ class EmotionClassifier:
         """
         if not faces:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
-        if self._legacy:
-            return self.predict_proba(np.stack([f.scores for f in faces]))
         try:
             feeds = features.build(self.inputs, faces, image)
         except ValueError as exc:
             raise InputError(str(exc)) from exc
+        return self.predict_inputs(feeds)
+
+    def predict_inputs(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Ready inputs, one per entry of :attr:`inputs` by its name -> ``(n, len(classes))``.
+
+        Each array has the batch first: ``blendshapes`` ``(n, 52)`` float scores in MediaPipe
+        order (a blendshape model selects and standardises them here), ``landmarks``
+        ``(n, 478, 3)`` float (:func:`~emotion_estimator.features.aligned_landmarks`), ``face``
+        ``(n, size, size)`` uint8 (:func:`~emotion_estimator.features.face_crop`). Wrong
+        names, shapes or dtypes raise :class:`InputError`.
+        """
+        wanted = [s["name"] for s in self.inputs]
+        if not isinstance(inputs, Mapping) or set(inputs) != set(wanted):
+            got = sorted(inputs) if isinstance(inputs, Mapping) else type(inputs).__name__
+            raise InputError(f"model {self.path.name} takes inputs {wanted}, got {got}")
+        feeds: dict[str, np.ndarray] = {}
+        n = None
+        for spec in self.inputs:
+            name, kind = spec["name"], spec["kind"]
+            arr = np.asarray(inputs[name])
+            shape = _input_shape(spec)
+            if arr.ndim != 1 + len(shape) or arr.shape[1:] != shape:
+                raise InputError(f"input {name!r} ({kind}) must have shape "
+                                 f"(n, {', '.join(map(str, shape))}), got {arr.shape}")
+            if kind == "face" and arr.dtype != np.uint8:
+                raise InputError(f"input {name!r} (face crops) must be uint8, got {arr.dtype}")
+            if kind != "face" and arr.dtype.kind != "f":
+                raise InputError(f"input {name!r} ({kind}) must be float, got {arr.dtype}")
+            if n is not None and len(arr) != n:
+                raise InputError(f"inputs hold different numbers of faces: "
+                                 f"{ {k: len(v) for k, v in inputs.items()} }")
+            n = len(arr)
+            feeds[name] = arr
+        if not n:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        if self._legacy:  # selection and standardisation of the blendshape model
+            name = wanted[0]
+            feeds[name] = (feeds[name][:, self._columns].astype(np.float32) - self._mean) \
+                * self._scale
         return self._run(feeds)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
@@ -206,7 +259,8 @@ class EmotionClassifier:
         if self.needs_image:
             raise InputError(f"model {self.path.name} takes "
                              f"{', '.join(s['kind'] for s in self.inputs)}: use predict_faces "
-                             "(faces + the frame), not blendshape scores alone")
+                             "(faces + the frame) or predict_inputs, not blendshape scores "
+                             "alone")
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 1:
             x = x[None, :]
@@ -214,11 +268,7 @@ class EmotionClassifier:
             raise InputError(
                 f"expected blendshape scores of shape (n, {len(BLENDSHAPE_NAMES)}), got {x.shape}"
             )
-        if x.shape[0] == 0:
-            return np.zeros((0, len(self.classes)), dtype=np.float32)
-        if self._legacy:
-            x = (x[:, self._columns] - self._mean) * self._scale
-        return self._run({self.inputs[0]["name"]: x})
+        return self.predict_inputs({self.inputs[0]["name"]: x})
 
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         feeds = {k: np.ascontiguousarray(v, dtype=self._dtypes[k]) for k, v in feeds.items()}

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .blendshapes import BLENDSHAPE_NAMES, Face
+from .errors import InputError
 
 FEATURES: dict[str, int] = {"blendshapes": 1, "landmarks": 1, "face": 1}
 N_LANDMARKS = 478
@@ -34,6 +35,23 @@ DEFAULT_FACE_SIZE = 48
 def _eyes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centres of the right and left eye (mean of each eye's corners), ``(2,)`` each."""
     return points[list(RIGHT_EYE), :2].mean(axis=0), points[list(LEFT_EYE), :2].mean(axis=0)
+
+
+def _check_image(image: Any, what: str) -> np.ndarray:
+    """``image`` as a frame the crop can be cut from: H x W, H x W x 1, 3 or 4, uint8, not
+    empty; (H, W, 1) comes back as (H, W). Anything else is an :class:`InputError`."""
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"{what}: expected an image (numpy array), got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise InputError(f"{what}: expected a uint8 image, got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise InputError(f"{what}: expected an H x W grey, H x W x 3 BGR or H x W x 4 BGRA "
+                         f"image, got shape {image.shape}")
+    if image.size == 0:
+        raise InputError(f"{what}: the image is empty, shape {image.shape}")
+    return image
 
 
 def _pixels(face: Face, width: int, height: int) -> np.ndarray:
@@ -75,8 +93,7 @@ def face_crop(image: np.ndarray, face: Face, size: int = DEFAULT_FACE_SIZE) -> n
     """
     import cv2
 
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
-        raise ValueError("face_crop needs an H x W (x 3 or 4) uint8 image")
+    image = _check_image(image, "face_crop")
     height, width = image.shape[:2]
     m = face_transform(face, width, height, size)
     inv = cv2.invertAffineTransform(m)
@@ -109,21 +126,21 @@ def face_crop(image: np.ndarray, face: Face, size: int = DEFAULT_FACE_SIZE) -> n
 def validate_inputs(specs: Any, where: str) -> list[dict[str, Any]]:
     """A model's ``inputs`` metadata, checked: known kinds and versions, sizes in range."""
     if not isinstance(specs, list) or not specs:
-        raise ValueError(f"{where}: 'inputs' must be a non-empty list")
+        raise InputError(f"{where}: 'inputs' must be a non-empty list")
     checked = []
     for spec in specs:
         if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
-            raise ValueError(f"{where}: each input needs a 'name'")
+            raise InputError(f"{where}: each input needs a 'name'")
         kind, version = spec.get("kind"), spec.get("version")
         if kind not in FEATURES:
-            raise ValueError(f"{where}: unknown input kind {kind!r} "
+            raise InputError(f"{where}: unknown input kind {kind!r} "
                              f"(this version knows {', '.join(FEATURES)})")
-        if version != FEATURES[kind]:
-            raise ValueError(f"{where}: input {kind!r} version {version!r} is not supported "
+        if type(version) is not int or version != FEATURES[kind]:
+            raise InputError(f"{where}: input {kind!r} version {version!r} is not supported "
                              f"(this version builds v{FEATURES[kind]})")
         size = spec.get("size", DEFAULT_FACE_SIZE)
         if kind == "face" and (not isinstance(size, int) or not 16 <= size <= 256):
-            raise ValueError(f"{where}: face input size must be an integer in 16..256")
+            raise InputError(f"{where}: face input size must be an integer in 16..256")
         checked.append(dict(spec))
     return checked
 
@@ -137,10 +154,11 @@ def build(specs: Sequence[Mapping[str, Any]], faces: Sequence[Face],
     """
     n = len(faces)
     needs_image = any(s["kind"] != "blendshapes" for s in specs)
-    if needs_image and (image is None or not isinstance(image, np.ndarray)
-                        or image.dtype != np.uint8 or image.ndim not in (2, 3)):
-        raise ValueError("this model's inputs are built from the frame: pass the uint8 image "
-                         "the faces were found in")
+    if needs_image:
+        if image is None:
+            raise InputError("this model's inputs are built from the frame: pass the uint8 "
+                             "image the faces were found in")
+        image = _check_image(image, "the frame for this model's inputs")
     height, width = image.shape[:2] if needs_image else (0, 0)
     batch: dict[str, np.ndarray] = {}
     for spec in specs:

@@ -6,10 +6,16 @@ import argparse
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="an exported .onnx (with its .json) or a training run folder")
-    p.add_argument("dataset", help="blendshape dataset: dataset.parquet or the folder holding it")
+    p.add_argument("model", help="an exported .onnx (with its .json), a shipped model's name "
+                                 "(fusion, blendshapes, lstm, default) or a training run "
+                                 "folder (or its model.pt / fusion.pt)")
+    p.add_argument("dataset", help="prepared dataset: dataset.parquet or the folder holding it "
+                                   "(models with face / landmark inputs read its stored crops "
+                                   "and landmarks)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--preprocess", default="raw", help="which preprocess variant (default: raw)")
+    p.add_argument("--preprocess", default=None,
+                   help="which preprocess variant (default: the dataset's only one, e.g. pad "
+                        "for FER2013, raw for a folder of photos)")
     p.add_argument("--out", help="folder for metrics.json, confusion CSV/PNG, misclassified.*")
     p.add_argument("--fer2013", help="FER2013 CSV(.gz) for the contact sheet of misclassified "
                                      "images (pixels read by image id)")
@@ -23,6 +29,16 @@ def _line(name: str, m: dict) -> str:
             f"{m['macro_f1']:.4f}{cce}\n{'':16s} {per}")
 
 
+def _rates(m: dict) -> str | None:
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.2%}"
+
+    if "sad_called_happy" not in m:
+        return None
+    return (f"sad faces called happy: {pct(m['sad_called_happy'])}  "
+            f"happy faces called sad: {pct(m['happy_called_sad'])}")
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -33,11 +49,21 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"FER2013 CSV not found: {args.fer2013}")
     report = evaluate(args.model, args.dataset, args.split, args.preprocess, args.out,
                       args.fer2013)
+    print(f"{Path(report['model']).name} [{', '.join(report['inputs'])}] on {args.dataset}: "
+          f"{report['split']} split, preprocess {report['preprocess']}")
     print(_line("detected", report["detected"]))
     if "with_undetected" in report:
         print(_line(f"+{report['undetected']} undetected", report["with_undetected"]))
-    if "sad_called_happy" in report:
-        print(f"sad faces called happy: {report['sad_called_happy']:.2%}")
+    if (rates := _rates(report)) is not None:
+        print(rates)
+    if "ferplus" in report:
+        plus = report["ferplus"]
+        print(_line("FER+ majority", plus))
+        dropped = plus["no_label"]
+        print(f"{'':16s} (no FER+ label: {dropped['not_face_or_unknown']} not a face/unknown, "
+              f"{dropped['tie']} ties)")
+        if (rates := _rates(plus)) is not None:
+            print(f"FER+: {rates}")
     if args.out:
         print(f"wrote {args.out}")
     return 0

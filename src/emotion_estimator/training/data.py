@@ -26,10 +26,13 @@ PAPER_27: tuple[str, ...] = tuple(BLENDSHAPE_NAMES[i] for i in PAPER_INDICES)
 META_COLUMNS = ("image_id", "split", "label", "preprocess")
 
 
-def read_dataset(path: str | Path, required: Sequence[str] = META_COLUMNS) -> pd.DataFrame:
+def read_dataset(path: str | Path, required: Sequence[str] = META_COLUMNS,
+                 columns: Sequence[str] | None = None) -> pd.DataFrame:
     """The dataset table (a ``.parquet`` file, or a folder holding ``dataset.parquet``).
 
-    ``required``: the columns it must have besides the 52 blendshapes.
+    ``required``: the columns it must have besides the 52 blendshapes. ``columns``: read only
+    these (those the file has) besides the required ones, the blendshapes and ``augmented``
+    (e.g. to leave the bytes columns unread); ``None`` reads all.
     """
     path = Path(path)
     if path.is_dir():
@@ -37,7 +40,14 @@ def read_dataset(path: str | Path, required: Sequence[str] = META_COLUMNS) -> pd
     if not path.is_file():
         raise InputError(f"dataset not found: {path} (run `emotion-estimator prepare` first)")
     try:
-        frame = pd.read_parquet(path)
+        if columns is None:
+            frame = pd.read_parquet(path)
+        else:
+            import pyarrow.parquet as pq
+
+            wanted = {*required, *BLENDSHAPE_NAMES, "augmented", *columns}
+            frame = pd.read_parquet(path, columns=[c for c in pq.read_schema(path).names
+                                                   if c in wanted])
     except Exception as exc:
         raise InputError(f"not a readable Parquet dataset: {path} ({exc})") from exc
     missing = [c for c in (*required, *BLENDSHAPE_NAMES) if c not in frame.columns]
@@ -118,6 +128,22 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.y)
+
+
+def pick_preprocess(frame: pd.DataFrame, preprocess: str | None = None) -> str:
+    """``preprocess`` if the dataset holds that variant; ``None``: its only variant (``pad``
+    for FER2013 datasets of this version, ``raw`` for a folder of photos)."""
+    variants = sorted(frame["preprocess"].dropna().astype(str).unique())
+    where = frame.attrs.get("path", "the dataset")
+    if preprocess is None and len(variants) == 1:
+        return variants[0]
+    if preprocess is None:
+        raise InputError(f"dataset {where} holds preprocess variants {variants}: name one "
+                         "(--preprocess)")
+    if preprocess not in variants:
+        raise InputError(f"dataset {where} has no preprocess variant {preprocess!r} "
+                         f"(it holds {variants})")
+    return preprocess
 
 
 def select_rows(

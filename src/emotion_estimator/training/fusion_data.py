@@ -11,6 +11,7 @@ from the vote CSV (same row order as FER2013).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,9 +72,7 @@ def load_splits(dataset: str | Path, inputs: tuple[str, ...], *, preprocess: str
                *BLENDSHAPE_NAMES]
     frame = read_dataset(dataset)
     needs = [c for c in ("landmarks", "face") if c in inputs]
-    if any(c not in frame.columns for c in needs):
-        raise InputError(f"dataset {dataset} has no {', '.join(needs)} columns: rebuild it "
-                         "with this version's `emotion-estimator prepare`")
+    require_columns(frame, inputs, dataset)
     has_votes = all(c in frame.columns for c in fp.DATASET_COLUMNS)
     use_votes = labels == "ferplus" and has_votes
     if labels == "ferplus" and not has_votes and not ferplus:
@@ -104,19 +103,35 @@ def load_splits(dataset: str | Path, inputs: tuple[str, ...], *, preprocess: str
                       else soft.reindex(rows["image_id"]).to_numpy(np.float32))
             ok = ~np.isnan(shares).any(axis=1)
             target[ok] = shares[ok]
-        arrays: dict[str, np.ndarray] = {}
-        if "blendshapes" in inputs:
-            arrays["blendshapes"] = rows[list(BLENDSHAPE_NAMES)].to_numpy(np.float32)
-        if "landmarks" in inputs:
-            arrays["landmarks"] = _stack(rows["landmarks"], np.float32, (N_LANDMARKS, 3))
-        if "face" in inputs:
-            raw = rows["face"].iloc[0] if len(rows) else b""
-            side = int(round(np.sqrt(len(raw)))) if raw else 48
-            arrays["face"] = _stack(rows["face"], np.uint8, (side, side))
-        out[split] = FusionSplit(arrays, y, target, rows["image_id"].to_numpy(),
+        out[split] = FusionSplit(decode_inputs(rows, inputs), y, target,
+                                 rows["image_id"].to_numpy(),
                                  fine_labels(rows["source_label"]) if "source_label" in rows
                                  else None)
     return out
+
+
+def require_columns(frame: pd.DataFrame, inputs: Sequence[str], dataset: str | Path) -> None:
+    """The dataset holds the bytes columns that ``inputs`` (``landmarks``, ``face``) read."""
+    missing = [c for c in ("landmarks", "face") if c in inputs and c not in frame.columns]
+    if missing:
+        raise InputError(f"dataset {dataset} has no {', '.join(missing)} columns: rebuild it "
+                         "with this version's `emotion-estimator prepare`")
+
+
+def decode_inputs(rows: pd.DataFrame, inputs: Sequence[str]) -> dict[str, np.ndarray]:
+    """Model inputs by kind from dataset rows: ``blendshapes`` (n, 52) float32 from the score
+    columns, ``landmarks`` (n, 478, 3) float32 and ``face`` (n, s, s) uint8 decoded from the
+    bytes columns (as :mod:`emotion_estimator.features` built them)."""
+    arrays: dict[str, np.ndarray] = {}
+    if "blendshapes" in inputs:
+        arrays["blendshapes"] = rows[list(BLENDSHAPE_NAMES)].to_numpy(np.float32)
+    if "landmarks" in inputs:
+        arrays["landmarks"] = _stack(rows["landmarks"], np.float32, (N_LANDMARKS, 3))
+    if "face" in inputs:
+        raw = rows["face"].iloc[0] if len(rows) else b""
+        side = int(round(np.sqrt(len(raw)))) if raw else 48
+        arrays["face"] = _stack(rows["face"], np.uint8, (side, side))
+    return arrays
 
 
 def fine_labels(source: pd.Series) -> np.ndarray:

@@ -264,10 +264,11 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
                         "parameters": n_params, "train_rows": len(train), "val_rows": len(val),
                         "device": str(device),
                         "data": provenance(config.dataset) if config.dataset else {}}}
+    rate = val_report["sad_as_happy"]  # None when val holds no sad face
     log(f"temperature {temperature:.3f}; offsets {np.round(offsets, 2).tolist()}; val accuracy "
         f"{val_report['accuracy']:.4f}, macro F1 {val_report['macro_f1']:.4f}, sad recall "
         f"{val_report['per_class']['sad']['recall']:.3f}, sad->happy "
-        f"{val_report['sad_as_happy']:.3f}; {seconds:.0f}s")
+        f"{'n/a' if rate is None else f'{rate:.3f}'}; {seconds:.0f}s")
     with atomic_path(out / CHECKPOINT) as tmp:
         torch.save(ckpt, tmp)
     write_text(pd.DataFrame(history).to_csv(index=False), out / "history.csv")
