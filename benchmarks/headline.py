@@ -71,7 +71,7 @@ def headline(acc: dict, speed: dict) -> str:
     ]
     header = ["", "emotion-estimator", "fer 25.10.3"]
     notes = [
-        f"Ours: {Path(acc['model']).name} on the blendshapes of the crops "
+        f"Ours: {Path(acc['model']).name} end to end (MediaPipe, then the classifier) on the crops "
         f"({ours['preprocess']}); no face found = unknown ({1 - ours['face_found']:.1%} of the "
         "images). " if ours else "",
         "fer: its documented call on the whole crop, default TFLite model, 7 classes folded to "

@@ -106,6 +106,9 @@ def face_crop(image: np.ndarray, face: Face, size: int = DEFAULT_FACE_SIZE) -> n
     if x1 <= x0 or y1 <= y0:  # the face lies outside the frame: nothing to see
         return np.zeros((size, size), np.uint8)
     roi = image[y0:y1, x0:x1]
+    if roi.ndim == 3:  # grey before the shrink: a third of the area averaging's work
+        code = cv2.COLOR_BGRA2GRAY if roi.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+        roi = cv2.cvtColor(roi, code)
     m = m.copy()
     m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)
     scale = float(np.hypot(m[0, 0], m[0, 1]))
@@ -116,9 +119,6 @@ def face_crop(image: np.ndarray, face: Face, size: int = DEFAULT_FACE_SIZE) -> n
         roi = cv2.resize(roi, (w, h), interpolation=cv2.INTER_AREA)
         m[:, 0] /= fx
         m[:, 1] /= fy
-    if roi.ndim == 3:
-        code = cv2.COLOR_BGRA2GRAY if roi.shape[2] == 4 else cv2.COLOR_BGR2GRAY
-        roi = cv2.cvtColor(roi, code)
     return cv2.warpAffine(np.ascontiguousarray(roi), m, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
 
