@@ -571,3 +571,39 @@ def test_a_val_split_without_sad_faces_still_finishes(tmp_path) -> None:
     assert ckpt["metrics"]["val"]["sad_as_happy"] is None
     assert "sad->happy n/a" in lines[-1]
     assert (tmp_path / "run" / CHECKPOINT).is_file()
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    (["--extra", "missing-dataset"], "missing-dataset"),
+    (["--extra-repeat", "0"], "--extra-repeat"),
+    (["--fine-weight", "-1"], "--fine-weight"),
+])
+def test_cli_fusion_bad_extra_options_exit_2(tmp_path, capsys, extra, needle) -> None:
+    dataset = tmp_path / "dataset.parquet"
+    dataset.write_bytes(b"not read before the options are checked")
+    code = cli(["train", str(dataset), "--out", str(tmp_path / "run"), "--kind", "fusion",
+                *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and needle in err[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_extra_options_reach_the_training_rows(tmp_path) -> None:
+    """``--extra``/``--extra-repeat``/``--fine-weight`` from the command line to the rows."""
+    import argparse
+
+    from emotion_estimator.commands.train import configure, fusion_config_from_args
+    from emotion_estimator.training.fusion_train import training_splits
+
+    main = write_dataset(tmp_path / "fer", ("pad",), ["happy", "sad", "fear", "sad"],
+                         ["train", "train", "train", "val"])
+    extra = write_dataset(tmp_path / "folder", ("raw",), ["sadness", "anger"],
+                          ["train", "val"])
+    p = argparse.ArgumentParser()
+    configure(p)
+    args = p.parse_args([str(main), "--out", str(tmp_path / "run"), "--kind", "fusion",
+                         "--extra", str(extra), "--extra-repeat", "4", "--fine-weight", "0.5"])
+    cfg = fusion_config_from_args(args)
+    assert cfg.extra == (str(extra),) and cfg.extra_repeat == 4 and cfg.fine_weight == 0.5
+    got = training_splits(cfg)
+    assert len(got["train"]) == 3 + 4 and len(got["val"]) == 2
