@@ -190,6 +190,14 @@ def markdown(report: dict) -> str:
             out.append(f"| {e} | {missed} / {p_missed} | {images} / {p_images} | "
                        f"{_pct(missed / images if images else None)} / "
                        f"{_pct(p_missed / p_images)} |")
+    out += _dataset_rows(counts)
+    out += _capped("Bad input rows (skipped)", [f"- {b}" for b in report["bad_rows"]])
+    return "\n".join(out) + "\n"
+
+
+def _dataset_rows(counts: dict) -> list[str]:
+    """The "Dataset rows" tables: originals + augmented copies per label and split."""
+    out: list[str] = []
     for variant, parts in counts["dataset"].items():
         out += ["", f"## Dataset rows ({variant}): originals + augmented", "",
                 "| label | train | val | test |", "|---|---|---|---|"]
@@ -197,12 +205,17 @@ def markdown(report: dict) -> str:
             aug = parts["augmented"][label]
             out.append(f"| {label} | " + " | ".join(
                 f"{row[s]} + {aug[s]}" if aug[s] else str(row[s]) for s in SPLITS) + " |")
-    if report["bad_rows"]:
-        out += ["", "## Bad input rows (skipped)", ""]
-        out += [f"- {b}" for b in report["bad_rows"][:50]]
-        if len(report["bad_rows"]) > 50:
-            out.append(f"- ... {len(report['bad_rows']) - 50} more in report.json")
-    return "\n".join(out) + "\n"
+    return out
+
+
+def _capped(title: str, lines: list[str], cap: int = 50) -> list[str]:
+    """A section listing at most ``cap`` lines (the rest are in report.json); none if empty."""
+    if not lines:
+        return []
+    out = ["", f"## {title}", "", *lines[:cap]]
+    if len(lines) > cap:
+        out.append(f"- ... {len(lines) - cap} more in report.json")
+    return out
 
 
 def _pct(rate: float | None) -> str:
@@ -249,17 +262,7 @@ def folder_markdown(report: dict) -> str:
         by_label = ", ".join(f"{c} {_pct(r)}" for c, r in det["rate_by_label"].items())
         out += ["", f"Detection rate ({variant}): {rates}; all {_pct(det['rate_all'])}; by "
                 f"class: {by_label}."]
-    for variant, parts in counts["dataset"].items():
-        out += ["", f"## Dataset rows ({variant}): originals + augmented", "",
-                "| label | train | val | test |", "|---|---|---|---|"]
-        for label, row in parts["originals"].items():
-            extra = parts["augmented"][label]
-            out.append(f"| {label} | " + " | ".join(
-                f"{row[s]} + {extra[s]}" if extra[s] else str(row[s]) for s in SPLITS) + " |")
-    bad = report["bad_images"]
-    if bad:
-        out += ["", "## Bad images (skipped)", ""]
-        out += [f"- `{b['path']}` ({b['source_label']}): {b['reason']}" for b in bad[:50]]
-        if len(bad) > 50:
-            out.append(f"- ... {len(bad) - 50} more in report.json")
+    out += _dataset_rows(counts)
+    out += _capped("Bad images (skipped)", [f"- `{b['path']}` ({b['source_label']}): "
+                                            f"{b['reason']}" for b in report["bad_images"]])
     return "\n".join(out) + "\n"
