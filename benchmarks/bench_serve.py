@@ -40,15 +40,15 @@ CLIP = MEDIA / "single_face.mp4"
 # --- the server process ------------------------------------------------------------------
 def serve_fast(speed: float) -> None:
     """Child mode: the app over the clip replayed at ``speed`` x (same code as the CLI)."""
+    from emotion_estimator import EmotionEstimator
     from emotion_estimator.cli import quiet_native_logs
     from emotion_estimator.commands.serve import make_server
     from emotion_estimator.live import ReplaySource
     from emotion_estimator.serve import ServeConfig, create_app
-    from emotion_estimator.serve.pipeline import TrackingEstimator
 
     quiet_native_logs()
     config = ServeConfig()
-    app = create_app(TrackingEstimator(), ReplaySource(CLIP, loop=True, speed=speed), config)
+    app = create_app(EmotionEstimator(), ReplaySource(CLIP, loop=True, speed=speed), config)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)

@@ -218,3 +218,25 @@ def test_people_in_a_panning_video_keep_their_ids(estimator, media):
     for track in seen.values():  # one id = one face: its box moves with the pan
         for (f0, x0), (f1, x1) in zip(track, track[1:], strict=False):
             assert x1 - x0 == pytest.approx(-6 * (f1 - f0), abs=10)
+
+
+def test_decided_follows_the_filter_state():
+    """A new face is undecided (label ``unknown`` not chosen) until the filter decides;
+    ``none`` decides at once; a face the filter forgot starts undecided again."""
+    from emotion_estimator.estimator import FrameAnalyzer
+    from emotion_estimator.video import Frame
+
+    image = np.zeros((4, 4, 3), np.uint8)
+    analyze = FrameAnalyzer(SmileClassifier(), "ema", forget_s=0.5)
+    states = [analyze(Frame(i, i / 30, image), [fake_face(10, 0.95)]).faces[0]
+              for i in range(10)]
+    assert (states[0].label, states[0].decided) == ("unknown", False)
+    assert states[-1].decided and states[-1].label == "happy"
+    first = next(i for i, f in enumerate(states) if f.decided)
+    assert all(f.decided for f in states[first:])
+    again = analyze(Frame(10, 2.0, image), [fake_face(10, 0.95)]).faces[0]
+    assert again.face_id == 1 and not again.decided  # a new id: a fresh filter
+    raw = FrameAnalyzer(SmileClassifier(), "none")(Frame(0, 0.0, image), [fake_face(10, 0.95)])
+    assert raw.faces[0].decided and raw.faces[0].label == "happy"
+    tracked = FrameAnalyzer(None)(Frame(0, 0.0, image), [fake_face(10, 0.95)])
+    assert not tracked.faces[0].decided and tracked.faces[0].label is None

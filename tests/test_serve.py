@@ -28,9 +28,9 @@ websockets = pytest.importorskip("websockets")
 from test_serve_support import Scripted, running  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
+from emotion_estimator import EmotionEstimator  # noqa: E402
 from emotion_estimator.serve import ServeConfig, create_app  # noqa: E402
 from emotion_estimator.serve.hub import Hub, Subscriber  # noqa: E402
-from emotion_estimator.serve.pipeline import TrackingEstimator  # noqa: E402
 
 TOKEN = "test-token-123"
 
@@ -70,7 +70,7 @@ def live(media, landmarker_model):
 
     config = ServeConfig(token=TOKEN, client_queue=8, max_frame_bytes=200_000,
                          max_image_bytes=300_000)
-    app = create_app(TrackingEstimator(), ReplaySource(media / "single_face.mp4", loop=True),
+    app = create_app(EmotionEstimator(), ReplaySource(media / "single_face.mp4", loop=True),
                      config)
     with running(app, config, sndbuf=8192) as address:
         yield address, app.state.server
@@ -80,7 +80,7 @@ def live(media, landmarker_model):
 def scripted(landmarker_model):
     """A server without source or token whose classifier turns from happy to sad."""
     config = ServeConfig()
-    app = create_app(TrackingEstimator(Scripted(switch=12)), None, config)
+    app = create_app(EmotionEstimator(Scripted(switch=12)), None, config)
     with running(app, config) as address:
         yield address
 

@@ -19,8 +19,8 @@ webdriver = pytest.importorskip("selenium.webdriver")
 
 from test_serve_support import running  # noqa: E402
 
+from emotion_estimator import EmotionEstimator  # noqa: E402
 from emotion_estimator.serve import ServeConfig, create_app  # noqa: E402
-from emotion_estimator.serve.pipeline import TrackingEstimator  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -52,7 +52,7 @@ def dashboard_server(media, landmarker_model):
     from emotion_estimator.live import ReplaySource
 
     config = ServeConfig(token=TOKEN)
-    app = create_app(TrackingEstimator(), ReplaySource(media / "single_face.mp4", loop=True),
+    app = create_app(EmotionEstimator(), ReplaySource(media / "single_face.mp4", loop=True),
                      config)
     with running(app, config) as address:
         yield address

@@ -51,7 +51,9 @@ class FaceResult:
     """One face in one frame: its id, box, label and class probabilities.
 
     ``probabilities`` are the filtered ones the label is based on; ``raw_probabilities`` the
-    classifier's output for this frame alone; ``scores`` the 52 blendshapes (MediaPipe order).
+    classifier's output for this frame alone; ``decided`` whether the face's temporal filter
+    has given it a label of its own yet (an undecided face reads ``unknown`` without having
+    chosen it; displays show it as undecided); ``scores`` the 52 blendshapes (MediaPipe order).
     """
 
     face_id: int
@@ -59,6 +61,7 @@ class FaceResult:
     label: str | None
     probabilities: dict[str, float]
     raw_probabilities: dict[str, float]
+    decided: bool = field(default=True, kw_only=True)
     scores: np.ndarray = field(repr=False)
 
 
@@ -119,7 +122,7 @@ class FrameAnalyzer:
     def __call__(self, frame: Frame, faces: list[Face]) -> FrameResult:
         ids, dropped = self.tracker.update([f.box for f in faces], frame.timestamp_s)
         if self.filters is None:
-            results = [FaceResult(i, f.box, None, {}, {}, f.scores)
+            results = [FaceResult(i, f.box, None, {}, {}, f.scores, decided=False)
                        for f, i in zip(faces, ids, strict=True)]
         else:
             self.filters.drop(dropped)
@@ -133,7 +136,7 @@ class FrameAnalyzer:
         return FaceResult(face_id=face_id, box=face.box, label=self.classes[label],
                           probabilities=dict(zip(self.classes, smooth.tolist(), strict=True)),
                           raw_probabilities=dict(zip(self.classes, p.tolist(), strict=True)),
-                          scores=face.scores)
+                          decided=self.filters.decided(face_id), scores=face.scores)
 
 
 class EmotionEstimator:

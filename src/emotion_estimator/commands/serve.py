@@ -143,12 +143,12 @@ def run(args: argparse.Namespace) -> int:
     _require_extra()
     config = _config(args)
     from ..errors import InputError
+    from ..estimator import EmotionEstimator
     from ..serve.app import create_app
-    from ..serve.pipeline import TrackingEstimator
 
     try:
-        estimator = TrackingEstimator(args.model, max_faces=args.max_faces,
-                                      smoothing=args.smoothing, landmarker=args.landmarker)
+        estimator = EmotionEstimator(args.model, max_faces=args.max_faces,
+                                     smoothing=args.smoothing, landmarker=args.landmarker)
     except (ValueError, OSError) as exc:
         raise InputError(str(exc)) from exc
     source = _open(args)

@@ -22,7 +22,6 @@ sources; ``dropped_frames`` counts the source's newest-frame drops so far.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 from ..estimator import FrameResult
@@ -32,8 +31,7 @@ _FRAME_KEYS = ("frame", "timestamp_s", "face_detected")
 
 
 def frame_message(result: FrameResult, source: str, frame: LiveFrame | None = None,
-                  latency_ms: float | None = None, dropped: int = 0,
-                  decided: Callable[[int], bool] | None = None) -> dict[str, Any]:
+                  latency_ms: float | None = None, dropped: int = 0) -> dict[str, Any]:
     """The ``frame`` message of one result."""
     msg: dict[str, Any] = {"type": "frame", "source": source, "frame": result.frame,
                            "timestamp_s": round(result.timestamp_s, 6)}
@@ -44,11 +42,9 @@ def frame_message(result: FrameResult, source: str, frame: LiveFrame | None = No
     msg["dropped_frames"] = dropped
     msg["face_detected"] = bool(result.faces)
     faces = []
-    if result.faces:
-        for row in result.rows():
-            face = {k: v for k, v in row.items() if k not in _FRAME_KEYS}
-            face["decided"] = True if decided is None else decided(face["face_id"])
-            faces.append(face)
+    for face, row in zip(result.faces, result.rows() if result.faces else [], strict=True):
+        faces.append({**{k: v for k, v in row.items() if k not in _FRAME_KEYS},
+                      "decided": face.decided})
     msg["faces"] = faces
     return msg
 
@@ -56,20 +52,20 @@ def frame_message(result: FrameResult, source: str, frame: LiveFrame | None = No
 class EventDetector:
     """Label changes per face id; a face's first decided label is its start, not a change.
 
-    ``decided(face_id)`` says whether the temporal filter has decided the face yet (an
-    undecided face reads ``unknown`` without having chosen it).
+    An undecided face (``FaceResult.decided`` false) reads ``unknown`` without having chosen
+    it, so it is skipped.
     """
 
     def __init__(self) -> None:
         self.labels: dict[int, str] = {}
 
-    def __call__(self, result: FrameResult, source: str, frame: LiveFrame | None = None,
-                 decided: Callable[[int], bool] | None = None) -> list[dict[str, Any]]:
+    def __call__(self, result: FrameResult, source: str,
+                 frame: LiveFrame | None = None) -> list[dict[str, Any]]:
         for face_id in result.dropped:
             self.labels.pop(face_id, None)
         events = []
         for face in result.faces:
-            if face.label is None or (decided is not None and not decided(face.face_id)):
+            if face.label is None or not face.decided:
                 continue
             before = self.labels.get(face.face_id)
             self.labels[face.face_id] = face.label

@@ -13,36 +13,18 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from ..errors import describe
-from ..estimator import EmotionEstimator, FrameAnalyzer, FrameResult
+from ..estimator import EmotionEstimator, FrameResult
 from ..live import LiveFrame, latency_ms
 from ..video import Frame, FrameSource
 from .hub import Hub
 from .messages import EventDetector, dumps, frame_message
 from .metrics import Metrics
-
-_LOCAL = threading.local()
-
-
-class TrackingEstimator(EmotionEstimator):
-    """An :class:`EmotionEstimator` that remembers, per thread, the analyzer its latest
-    stream made, so change events can ask the face's filter whether it has decided."""
-
-    def analyzer(self, smoothing: str | None = None) -> FrameAnalyzer:
-        analyzer = super().analyzer(smoothing)
-        _LOCAL.analyzer = analyzer
-        return analyzer
-
-
-def thread_decided() -> Callable[[int], bool] | None:
-    """``decided(face_id)`` of the stream running in this thread (None: not known)."""
-    bank = getattr(getattr(_LOCAL, "analyzer", None), "filters", None)
-    return getattr(bank, "decided", None)
 
 
 class Publisher:
@@ -59,9 +41,8 @@ class Publisher:
                  detector: EventDetector, dropped: int = 0,
                  new_drops: int = 0) -> list[dict[str, Any]]:
         latency = latency_ms(frame) if frame is not None else None
-        decided = thread_decided()
-        msg = frame_message(result, source, frame, latency, dropped, decided)
-        events = detector(result, source, frame, decided)
+        msg = frame_message(result, source, frame, latency, dropped)
+        events = detector(result, source, frame)
         with self._lock:
             self.metrics.frame(len(result.faces), None if latency is None else latency / 1000,
                                new_drops)
