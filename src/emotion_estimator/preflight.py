@@ -39,6 +39,12 @@ def input_problem(path: Path) -> str | None:
     if st.st_size == 0:
         return f"empty file: {path}"
     if looks_like_image(path):
+        from .admission import ImageRejected, admit_file
+
+        try:  # the declared size first: a 1 KB PNG may declare 40000x40000
+            admit_file(path)
+        except ImageRejected as exc:
+            return str(exc)
         data = np.fromfile(path, dtype=np.uint8)
         image = None
         for flag in (cv2.IMREAD_REDUCED_GRAYSCALE_8, cv2.IMREAD_GRAYSCALE):

@@ -84,10 +84,8 @@ def read_still(path: Path, max_side: int | None) -> tuple[np.ndarray, float]:
         return read_image(path), 1.0
     if not path.is_file():
         raise not_found(path)
+    side = max(_admitted(path))
     data = np.fromfile(path, dtype=np.uint8)
-    side = _image_side(path, data) if data.size else None
-    if side is None:
-        raise SourceError(f"cannot decode image: {path}")
     reduce, flag = 1, cv2.IMREAD_COLOR
     if side > max_side:
         reduce, flag = next(((k, f) for k, f in ((2, cv2.IMREAD_REDUCED_COLOR_2),
@@ -110,21 +108,17 @@ def read_still(path: Path, max_side: int | None) -> tuple[np.ndarray, float]:
     return image, scale
 
 
-def _image_side(path: Path, data: np.ndarray) -> int | None:
-    """The longer side of an image from its header (Pillow), else from a 1/8 decode."""
-    import cv2
+def _admitted(path: Path) -> tuple[int, int]:
+    """The declared width and height, after the image-admission rule (:mod:`.admission`)."""
+    from .admission import ImageRejected, admit_file
 
     try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return max(im.size)
-    except Exception:  # noqa: BLE001 - Pillow absent or a format it lacks: ask OpenCV
-        try:
-            probe = cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8)
-        except cv2.error:  # under 8 px: too small to reduce, so small enough
-            return 1
-        return None if probe is None else 8 * max(probe.shape[:2])
+        declared = admit_file(path)
+    except ImageRejected as exc:
+        raise SourceError(str(exc)) from exc
+    except OSError as exc:
+        raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return declared.width, declared.height
 
 
 def not_found(path: Path) -> SourceError:
@@ -160,6 +154,7 @@ def read_image(path: Path) -> np.ndarray:
 
     if not path.is_file():
         raise not_found(path)
+    _admitted(path)
     data = np.fromfile(path, dtype=np.uint8)
     try:
         image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None

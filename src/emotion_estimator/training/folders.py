@@ -141,17 +141,19 @@ def _from_subfolders(root: Path) -> list[tuple[Path, str]]:
 
 
 def image_problem(path: Path) -> str | None:
-    """Why an image file cannot be used (``None`` when it decodes)."""
-    import cv2
+    """Why an image file cannot be used (``None`` when it decodes), after the image-admission
+    rule (:mod:`emotion_estimator.admission`: size declared in the header, then decode)."""
+    from ..admission import ImageRejected, read_file
 
     if not path.is_file():
         return "missing"
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        read_file(path)
+    except ImageRejected as exc:  # too large / too small say so; the rest is one reason
+        return "not a decodable image" if exc.reason.startswith(("cannot", "empty")) \
+            else exc.reason
     except OSError as exc:
         return f"unreadable: {exc.strerror or exc}"
-    if data.size == 0 or cv2.imdecode(data, cv2.IMREAD_COLOR) is None:
-        return "not a decodable image"
     return None
 
 
