@@ -90,6 +90,7 @@ def test_rows_equal_analyze_and_a_broken_input_is_recorded(corpus, tmp_path, cap
     # one table over the Hive partitions, the source id as a column
     rows = pd.read_parquet(out / "rows")
     assert sorted(rows["source"].astype(str).unique()) == ["a", "b", "face"]
+    assert str(rows["face_id"].dtype) == "Int64" and rows["face_id"].isna().any()
     assert len(rows) == m["rows"].sum()
 
 

@@ -41,6 +41,9 @@ def test_face_then_no_face_video(media, landmarker_model, tmp_path):
     assert df.loc[~df["face_detected"], list(BLENDSHAPE_NAMES)].isna().all().all()
     assert df["timestamp_s"].is_monotonic_increasing
     assert (df.loc[df["face_detected"].iloc[:72].index, "face_id"] == 0).all()  # one tracked id
+    assert str(df["face_id"].dtype) == "Int64"  # an integer with nulls, as in the API
+    scores = df[list(BLENDSHAPE_NAMES)].dropna().to_numpy()
+    assert (scores == scores.round(5)).all() and (scores != scores.round(3)).any()  # as analyze
     assert "169 frames" in proc.stderr and "with a face" in proc.stderr
 
 

@@ -32,8 +32,10 @@ def test_round_trip_keeps_types_and_missing_values(tmp_path, fmt):
     assert pd.isna(df["p_happy"].iloc[0]) and df["p_happy"].iloc[1] == pytest.approx(0.7)
     assert pd.isna(df["_neutral"].iloc[1])  # NaN score -> empty / null
     assert df["label"].iloc[1] == "happy"
-    if fmt == "parquet":
-        assert str(df["frame"].dtype) == "int64" and str(df["jawOpen"].dtype) == "float64"
+    if fmt == "parquet":  # read back with the API's dtypes: face_id stays an integer
+        assert str(df["frame"].dtype) == "Int64" and str(df["jawOpen"].dtype) == "float64"
+        assert str(df["face_id"].dtype) == "Int64" and df["face_id"].iloc[1] == 0
+        assert str(df["label"].dtype) == "string" and str(df["decided"].dtype) == "boolean"
 
 
 def test_file_appears_only_when_closed(tmp_path):

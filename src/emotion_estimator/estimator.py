@@ -86,10 +86,11 @@ class FrameResult:
             row = {**base, "face_id": face.face_id, "face_detected": True,
                    "x": round(x, 2), "y": round(y, 2), "w": round(w, 2), "h": round(h, 2)}
             if face.label is not None:
-                row["label"] = face.label
+                row["label"], row["decided"] = face.label, face.decided
             row.update({f"p_{c}": round(p, 5) for c, p in face.probabilities.items()})
             if blendshapes:
-                row.update(zip(BLENDSHAPE_NAMES, face.scores.tolist(), strict=True))
+                row.update(zip(BLENDSHAPE_NAMES, (round(v, 5) for v in face.scores.tolist()),
+                               strict=True))
             rows.append(row)
         return rows
 
@@ -253,6 +254,7 @@ def to_frame(rows: list[dict[str, Any]], columns: Mapping[str, type]) -> pd.Data
     """Rows -> DataFrame with the contract's columns and nullable dtypes."""
     import pandas as pd
 
+    from .outputs import PANDAS_DTYPES
+
     df = pd.DataFrame(rows, columns=list(columns))
-    dtypes = {int: "Int64", float: "float64", bool: "bool", str: "string"}
-    return df.astype({c: dtypes[t] for c, t in columns.items()})
+    return df.astype({c: PANDAS_DTYPES[t] for c, t in columns.items()})

@@ -19,15 +19,18 @@ from .errors import InputError
 FORMATS = ("csv", "jsonl", "parquet")
 FRAME_COLUMNS: dict[str, type] = {
     "frame": int, "timestamp_s": float, "face_id": int, "face_detected": bool,
-    "x": float, "y": float, "w": float, "h": float, "label": str,
+    "x": float, "y": float, "w": float, "h": float, "label": str, "decided": bool,
 }
+# every column nullable (a frame without a face has no face_id, label, ...), the same in the
+# API's DataFrame and in a Parquet file read back with pandas
+PANDAS_DTYPES: dict[type, str] = {int: "Int64", float: "float64", bool: "boolean", str: "string"}
 
 
 def frame_columns(classes: Sequence[str] = (), blendshapes: Sequence[str] = ()) -> dict[str, type]:
     """Columns of the per-(frame, face) table: DESIGN.md's contract, in order, with types."""
     columns = dict(FRAME_COLUMNS)
     if not classes:
-        del columns["label"]
+        del columns["label"], columns["decided"]
     columns.update({f"p_{c}": float for c in classes})
     columns.update({name: float for name in blendshapes})
     return columns
@@ -206,7 +209,8 @@ class ParquetWriter(RowWriter):
             raise ValueError("parquet cannot stream to stdout; give a file name")
         super().__init__(path, columns)
         arrow = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string()}
-        self._schema = pa.schema([(c, arrow[t]) for c, t in self.types.items()])
+        self._schema = pa.schema([(c, arrow[t]) for c, t in self.types.items()],
+                                 metadata=_pandas_metadata(self.types))
         self._batch = batch
         self._rows: list[dict[str, Any]] = []
         self._writer = pq.ParquetWriter(str(self._write_path), self._schema)
@@ -227,6 +231,16 @@ class ParquetWriter(RowWriter):
     def _finish(self) -> None:
         self._flush()
         self._writer.close()
+
+
+def _pandas_metadata(types: Mapping[str, type]) -> dict[bytes, bytes]:
+    """Parquet's pandas metadata for ``types``: read back, the columns get the API's dtypes
+    (``face_id`` Int64 with nulls, not float64)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    empty = pd.DataFrame({c: pd.Series([], dtype=PANDAS_DTYPES[t]) for c, t in types.items()})
+    return pa.Schema.from_pandas(empty, preserve_index=False).metadata
 
 
 WRITERS: dict[str, type[RowWriter]] = {"csv": CsvWriter, "jsonl": JsonlWriter,
