@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
+import re
+import sys
+import tempfile
+import threading
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,6 +51,40 @@ def _box(landmarks: np.ndarray, width: int, height: int) -> tuple[float, float, 
 
 
 _OPEN: weakref.WeakSet[FaceLandmarker] = weakref.WeakSet()
+# what MediaPipe's glog and TFLite write to file descriptor 2 while a graph starts
+NATIVE_LOG = re.compile(r"(?:[IWEF]\d{4} |WARNING: Logging before InitGoogle|"
+                        r"WARNING: All log messages before absl|INFO: Created TensorFlow Lite)")
+_FD2 = threading.Lock()
+
+
+@contextlib.contextmanager
+def quiet_native(verbose: bool = False) -> Iterator[None]:
+    """Keep MediaPipe's start-up log lines (glog, TFLite) off stderr, unless ``verbose``.
+
+    Native code writes straight to file descriptor 2, so it is pointed at a temp file for the
+    block; afterwards the lines that are not native log lines are written back, and on an
+    error everything is, so nothing that explains a failure is lost.
+    """
+    if verbose:
+        yield
+        return
+    with _FD2, tempfile.TemporaryFile() as held:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(held.fileno(), 2)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().decode("utf-8", "replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if failed or not NATIVE_LOG.match(line))
+            if kept:
+                os.write(2, kept.encode("utf-8"))
 
 
 @atexit.register
@@ -71,6 +111,8 @@ class FaceLandmarker:
     rejects weak ones, so asking for exactly one face can return none on a group photo: it is
     asked for ``max_faces + extra_candidates`` (default ``STILL_EXTRA_FACES`` in image mode,
     0 in video mode) and the largest ``max_faces`` are returned, left to right.
+
+    MediaPipe's native start-up log lines are kept off stderr unless ``verbose``.
     """
 
     def __init__(
@@ -83,6 +125,7 @@ class FaceLandmarker:
         min_presence_confidence: float = 0.5,
         min_tracking_confidence: float = 0.5,
         extra_candidates: int | None = None,
+        verbose: bool = False,
     ) -> None:
         from mediapipe.tasks.python import BaseOptions, vision
 
@@ -106,7 +149,8 @@ class FaceLandmarker:
             min_tracking_confidence=min_tracking_confidence,
             output_face_blendshapes=True,
         )
-        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        with quiet_native(verbose):
+            self._landmarker = vision.FaceLandmarker.create_from_options(options)
         self._last_ms = -1
         _OPEN.add(self)
 

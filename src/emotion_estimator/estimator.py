@@ -146,7 +146,8 @@ class EmotionEstimator:
     ``model``: ``None`` (the shipped classifier), an ``.onnx`` path or a classifier object;
     ``smoothing``: ``"ema"``, ``"hmm"`` or ``"none"`` with ``smoothing_params`` in seconds (see
     :mod:`emotion_estimator.temporal`); ``forget_s``: how long a face may be missing before
-    its id and filter state are dropped.
+    its id and filter state are dropped; ``verbose``: let MediaPipe's native log lines (glog,
+    TFLite) through to stderr (quiet by default).
 
     >>> est = EmotionEstimator(smoothing="ema")
     >>> for result in est.stream(0):  # camera 0; or a video path, or a FrameSource
@@ -157,7 +158,7 @@ class EmotionEstimator:
     def __init__(self, model: str | os.PathLike | Classifier | None = None, max_faces: int = 1,
                  smoothing: str = "ema", *, smoothing_params: Mapping[str, Any] | None = None,
                  forget_s: float = 1.0, landmarker: str | os.PathLike | None = None,
-                 min_detection_confidence: float = 0.5) -> None:
+                 min_detection_confidence: float = 0.5, verbose: bool = False) -> None:
         if max_faces < 1:
             raise ValueError("max_faces must be at least 1")
         self.classifier = load_classifier(model)
@@ -168,6 +169,7 @@ class EmotionEstimator:
         self.forget_s = forget_s
         self._landmarker_path = landmarker
         self._confidence = min_detection_confidence
+        self.verbose = verbose
         self._image_landmarker: FaceLandmarker | None = None
         self._entered = False
         FrameAnalyzer(self.classifier, smoothing, self.smoothing_params, forget_s)  # validate
@@ -181,7 +183,7 @@ class EmotionEstimator:
     def landmarker(self, mode: str = "video") -> FaceLandmarker:
         """A new MediaPipe landmarker configured like this estimator."""
         return FaceLandmarker(self._landmarker_path, mode=mode, max_faces=self.max_faces,
-                              min_detection_confidence=self._confidence)
+                              min_detection_confidence=self._confidence, verbose=self.verbose)
 
     def analyzer(self, smoothing: str | None = None) -> FrameAnalyzer:
         """A fresh per-stream state (ids from 0, empty filters)."""
