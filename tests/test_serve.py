@@ -154,7 +154,7 @@ def test_analyze_endpoint_sizes_and_corrupt_images(live, media):
     assert status == 200 and json.loads(body) == {"width": 1920, "height": 1080,
                                                   "face_detected": False, "faces": []}
     status, body, headers = http(url, data=b"\xff\xd8 not really a jpeg" * 10)
-    assert status == 400 and json.loads(body) == {"error": "cannot decode image"}
+    assert status == 400 and json.loads(body)["error"].startswith("cannot decode image")
     assert headers["content-type"] == "application/json"
     status, body, _ = http(url, data=b"\0" * 300_001)
     assert status == 413 and "larger than 300000 bytes" in json.loads(body)["error"]
@@ -172,8 +172,9 @@ def test_frames_endpoint_returns_results_and_rejects_bad_frames(live, media):
         assert msg["type"] == "frame" and msg["source"].startswith("frames/")
         assert msg["faces"][0]["face_id"] == 0 and msg["latency_ms"] >= 0
         conn.send(b"garbage")
-        assert json.loads(conn.recv(timeout=10)) == {"type": "error", "status": 400,
-                                                    "error": "cannot decode image"}
+        error = json.loads(conn.recv(timeout=10))
+        assert (error["type"], error["status"]) == ("error", 400)
+        assert error["error"].startswith("cannot decode image")
         conn.send("text")
         assert json.loads(conn.recv(timeout=10))["status"] == 400
         conn.send(b"\0" * 200_001)

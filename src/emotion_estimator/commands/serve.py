@@ -28,11 +28,23 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", help="bearer token required on every endpoint but /healthz "
                                    "(default: $EMOTION_ESTIMATOR_TOKEN)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
-                   help="allow browser pages from ORIGIN (repeatable; default: no CORS)")
+                   help="allow browser pages from ORIGIN, e.g. https://app.example "
+                        "(repeatable; default: only the server's own pages)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="accept requests for Host NAME besides the loopback names and the "
+                        "bound address (repeatable; '*' = any, e.g. behind a proxy)")
+    p.add_argument("--keep-serving", action="store_true",
+                   help="stay up when the live source fails or ends (/healthz then says "
+                        "503); default: stop with exit 1")
     p.add_argument("--max-frame-bytes", type=int, default=2 * 1024 * 1024, metavar="N",
                    help="largest frame on /v1/frames (2 MiB)")
     p.add_argument("--max-image-bytes", type=int, default=8 * 1024 * 1024, metavar="N",
                    help="largest image on /v1/analyze (8 MiB)")
+    p.add_argument("--max-pixels", type=int, default=4096 * 4096, metavar="N",
+                   help="most pixels an uploaded image or frame may declare (4096x4096; "
+                        "413 beyond, refused before decoding)")
+    p.add_argument("--max-decodes", type=int, default=2, metavar="N",
+                   help="images decoded at once; others wait (2)")
     p.add_argument("--model", metavar="ONNX|NAME", help="classifier (default: shipped)")
     p.add_argument("--smoothing", choices=SMOOTHING, default="ema",
                    help="temporal filter per face (default: ema)")
@@ -56,29 +68,42 @@ def _require_extra() -> None:
 def _config(args: argparse.Namespace) -> Any:
     from ..errors import InputError
     from ..serve.config import TOKEN_ENV, ServeConfig, is_loopback
+    from ..serve.security import token_problem
 
-    token = args.token or os.environ.get(TOKEN_ENV) or None
-    if not is_loopback(args.host) and not token:
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
+    public = not is_loopback(args.host)
+    if public and not token:
         raise InputError(f"binding {args.host} exposes the server beyond this machine: "
                          f"give --token or set {TOKEN_ENV}")
+    if token is not None and (problem := token_problem(token, public)):
+        raise InputError(problem)
     if (args.realtime or args.loop) and not args.source:
         raise InputError("--realtime and --loop replay a --source file")
     if args.loop and not args.realtime:
         raise InputError("--loop needs --realtime")
-    if args.max_faces < 1 or args.max_frame_bytes < 1 or args.max_image_bytes < 1:
-        raise InputError("--max-faces, --max-frame-bytes and --max-image-bytes must be >= 1")
+    if min(args.max_faces, args.max_frame_bytes, args.max_image_bytes, args.max_pixels,
+           args.max_decodes) < 1:
+        raise InputError("--max-faces, --max-frame-bytes, --max-image-bytes, --max-pixels "
+                         "and --max-decodes must be >= 1")
+    for origin in args.cors_origin:
+        from ..serve.security import origin_netloc
+
+        if origin_netloc(origin) is None:
+            raise InputError(f"--cors-origin: not an origin (scheme://host[:port]): {origin!r}")
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port must be 0..65535, not {args.port}")
     return ServeConfig(host=args.host, port=args.port, token=token,
                        max_frame_bytes=args.max_frame_bytes,
-                       max_image_bytes=args.max_image_bytes,
-                       cors_origins=tuple(args.cors_origin))
+                       max_image_bytes=args.max_image_bytes, max_pixels=args.max_pixels,
+                       max_decodes=args.max_decodes, cors_origins=tuple(args.cors_origin),
+                       allowed_hosts=tuple(args.allow_host), keep_serving=args.keep_serving)
 
 
 def _open(args: argparse.Namespace) -> Any:
     from ..errors import InputError
-    from ..live import ReplaySource, is_url
-    from ..video import SourceError, open_source
+    from ..live import ReplaySource
+    from ..sources import is_url, open_source
+    from ..video import SourceError
 
     try:
         if args.camera is not None:
@@ -136,7 +161,14 @@ def make_server(app: Any, config: Any, log_level: str = "warning") -> Any:
     uv_config = uvicorn.Config(app, log_level=log_level, ws_max_size=config.max_frame_bytes
                                + 65536, ws_per_message_deflate=False,
                                timeout_graceful_shutdown=3, lifespan="on", access_log=False)
-    return Server(uv_config)
+    server = Server(uv_config)
+
+    def stop_serving() -> None:  # the live source is gone: close the clients, then stop
+        app.state.server.begin_shutdown()
+        server.should_exit = True
+
+    app.state.server.stop_serving = stop_serving
+    return server
 
 
 def run(args: argparse.Namespace) -> int:
@@ -175,6 +207,9 @@ def run(args: argparse.Namespace) -> int:
     pipeline = app.state.server.pipeline
     if pipeline is not None and pipeline.error:
         print(f"emotion-estimator: error: {pipeline.error}", file=sys.stderr)
+        return 1
+    if pipeline is not None and pipeline.gone:
+        print(f"emotion-estimator: error: source {source.name} ended", file=sys.stderr)
         return 1
     print("stopped", file=sys.stderr)
     return 0

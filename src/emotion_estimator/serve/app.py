@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
+import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from typing import Any
 
@@ -21,45 +21,27 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from ..admission import ImageRejected, admit, decode
+from ..errors import InputError, describe
 from ..estimator import EmotionEstimator, FrameResult
 from ..video import FrameSource
 from .config import ServeConfig
 from .hub import Hub
+from .messages import dumps, status_message
 from .metrics import CONTENT_TYPE, Metrics
 from .pipeline import FramesSession, LivePipeline, Publisher
-from .security import TokenGuard
+from .security import OriginGuard, TokenGuard, allowed_hosts
 
-WS_TOO_BIG, WS_GOING_AWAY, WS_TRY_LATER = 1009, 1001, 1013
-
-
-class ImageError(ValueError):
-    """A bad upload: ``status`` 400 (not an image) or 413 (too large)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
-    """JPEG/PNG/... bytes -> BGR; the size is probed at 1/8 scale before a full decode."""
-    import cv2
-
-    buf = np.frombuffer(data, np.uint8)
-    probe = cv2.imdecode(buf, cv2.IMREAD_REDUCED_GRAYSCALE_8) if buf.size else None
-    if probe is None:
-        raise ImageError(400, "cannot decode image")
-    if probe.shape[0] * probe.shape[1] * 64 > max_pixels * 1.1:
-        raise ImageError(413, f"image too large (more than {max_pixels} pixels)")
-    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ImageError(400, "cannot decode image")
-    if image.shape[0] * image.shape[1] > max_pixels:
-        raise ImageError(413, f"image too large (more than {max_pixels} pixels)")
-    return image
+WS_TOO_BIG, WS_GOING_AWAY, WS_ERROR, WS_TRY_LATER = 1009, 1001, 1011, 1013
+log = logging.getLogger("emotion_estimator.serve")
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+def _error_text(status: int, message: str) -> str:
+    return dumps({"type": "error", "status": status, "error": message})
 
 
 class Server:
@@ -71,13 +53,15 @@ class Server:
         self.metrics = Metrics()
         self.hub = Hub(on_drop=self.metrics.messages_dropped.inc)
         self.publisher = Publisher(self.hub, self.metrics, estimator.classes)
-        self.pipeline = (LivePipeline(estimator, source, self.publisher)
+        self.pipeline = (LivePipeline(estimator, source, self.publisher, self._source_gone)
                          if source is not None else None)
         self.started = time.monotonic()
         self.sessions = 0
         self._session_ids = itertools.count()
         self._still_lock = threading.Lock()
+        self._decodes = asyncio.Semaphore(max(1, config.max_decodes))
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.stop_serving: Callable[[], None] | None = None  # set by the CLI's uvicorn server
 
     # lifecycle -------------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -99,15 +83,34 @@ class Server:
         if self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.hub.close)
 
+    def _source_gone(self) -> None:
+        """The live source failed or ended (pipeline thread): every client gets a ``status``
+        message; the server stops unless ``keep_serving``."""
+        pipeline = self.pipeline
+        assert pipeline is not None and self.source is not None
+        text = dumps(status_message(self.source.name, pipeline.state, pipeline.error))
+        if self.config.keep_serving:  # else the CLI says it as it exits
+            log.warning("source %s %s%s; still serving", self.source.name, pipeline.state,
+                        f": {pipeline.error}" if pipeline.error else "")
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # "event": never dropped for frames
+                loop.call_soon_threadsafe(self.hub.publish, [("event", text)])
+        if not self.config.keep_serving and self.stop_serving is not None:
+            self.stop_serving()
+
     # HTTP ------------------------------------------------------------------------------
     async def healthz(self, request: Request) -> Response:
-        body: dict[str, Any] = {"status": "ok",
-                                "uptime_s": round(time.monotonic() - self.started, 1)}
+        """200 ``ok``, or 503 once the live source failed or ended."""
+        gone = self.pipeline is not None and self.pipeline.gone
+        body: dict[str, Any] = {
+            "status": f"source {self.pipeline.state}" if gone and self.pipeline else "ok",
+            "uptime_s": round(time.monotonic() - self.started, 1)}
         if self.pipeline is not None:
             body.update(source=self.pipeline.state, frames=self.pipeline.frames)
             if self.pipeline.error:
                 body["error"] = self.pipeline.error
-        return JSONResponse(body)
+        return JSONResponse(body, status_code=503 if gone else 200)
 
     async def metrics_text(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE)
@@ -149,11 +152,15 @@ class Server:
                 return _error(413, f"image larger than {limit} bytes")
             chunks.append(chunk)
         try:
-            image = await run_in_threadpool(decode_image, b"".join(chunks),
-                                            self.config.max_pixels)
-        except ImageError as exc:
-            return _error(exc.status, str(exc))
-        faces = await run_in_threadpool(self._still, image)
+            image = await self._decode(b"".join(chunks))
+            faces = await run_in_threadpool(self._still, image)
+        except ImageRejected as exc:
+            return _error(exc.status, exc.reason)
+        except InputError as exc:
+            return _error(400, str(exc))
+        except Exception as exc:  # noqa: BLE001 - one line in the log, JSON to the client
+            log.error("/v1/analyze failed: %s", describe(exc))
+            return _error(500, "analysis failed")
         result = FrameResult(0, 0.0, faces)
         rows = result.rows() if faces else []
         return JSONResponse({
@@ -161,6 +168,13 @@ class Server:
             "faces": [{k: v for k, v in r.items() if k not in ("frame", "timestamp_s",
                                                                  "face_detected")}
                       for r in rows]})
+
+    async def _decode(self, data: bytes) -> np.ndarray:
+        """The admission rule first (on the loop: header only, time in bytes, not pixels),
+        then the decode on a thread, at most ``max_decodes`` at once."""
+        admit(data, self.config.max_pixels)
+        async with self._decodes:
+            return await run_in_threadpool(decode, data, self.config.max_pixels)
 
     def _still(self, image: np.ndarray) -> list:
         with self._still_lock:
@@ -198,7 +212,12 @@ class Server:
                 await ws.close(WS_GOING_AWAY)
 
     async def frames_ws(self, ws: WebSocket) -> None:
-        """Binary JPEG frames in, each frame's messages (frame, then events) back."""
+        """Binary JPEG/PNG frames in, each analysed frame's messages (frame, then events) back.
+
+        Newest frame wins: a frame that arrives while the previous one is analysed waits in a
+        one-frame slot, and a newer one replaces it (counted in ``dropped_frames``); the
+        reply's ``latency_ms`` runs from the frame's receipt to its reply.
+        """
         await ws.accept()
         if self.sessions >= self.config.max_frame_clients:
             await ws.close(WS_TRY_LATER, "too many frame clients")
@@ -218,31 +237,81 @@ class Server:
             await asyncio.to_thread(session.close)
 
     async def _frames_loop(self, ws: WebSocket, session: FramesSession) -> None:
-        limit = self.config.max_frame_bytes
-        while not self.hub.closed:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            data = message.get("bytes")
-            received = time.monotonic()
-            if data is None:
-                await ws.send_text(json.dumps({"type": "error", "status": 400,
-                                               "error": "send frames as binary JPEG/PNG"}))
-                continue
-            if len(data) > limit:
-                await ws.send_text(json.dumps({"type": "error", "status": 413,
-                                               "error": f"frame larger than {limit} bytes"}))
-                await ws.close(WS_TOO_BIG)
-                return
+        limit, lock = self.config.max_frame_bytes, asyncio.Lock()
+        slot: list[tuple[bytes, float]] = []  # the newest frame not yet analysed (0 or 1)
+        ready = asyncio.Event()
+
+        async def send(text: str) -> None:
+            async with lock:
+                await ws.send_text(text)
+
+        async def receive() -> int | None:
+            """Frames into the slot; the close code to send, or None (client left)."""
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return None
+                received, data = time.monotonic(), message.get("bytes")
+                if data is None:
+                    await send(_error_text(400, "send frames as binary JPEG/PNG"))
+                elif len(data) > limit:
+                    await send(_error_text(413, f"frame larger than {limit} bytes"))
+                    return WS_TOO_BIG
+                else:
+                    if slot:
+                        session.dropped += 1
+                    slot[:] = [(data, received)]
+                    ready.set()
+
+        async def work() -> int | None:
+            """Analyse the newest frame, reply; the close code on a failed analysis."""
+            while True:
+                await ready.wait()
+                ready.clear()
+                if not slot:
+                    continue
+                data, received = slot.pop()
+                try:
+                    image = await self._decode(data)
+                except ImageRejected as exc:
+                    await send(_error_text(exc.status, exc.reason))
+                    continue
+                try:
+                    messages = await session.analyze(image, received)
+                except Exception as exc:  # noqa: BLE001 - told to the client, one log line
+                    log.error("%s failed: %s", session.name, describe(exc))
+                    await send(_error_text(500, "analysis failed"))
+                    return WS_ERROR
+                messages[0]["latency_ms"] = round((time.monotonic() - received) * 1000, 2)
+                for msg in messages:
+                    await send(dumps(msg))
+
+        async def shutdown() -> int:
+            sub = self.hub.subscribe(1, events_only=True)
             try:
-                image = await run_in_threadpool(decode_image, data, self.config.max_pixels)
-            except ImageError as exc:
-                await ws.send_text(json.dumps({"type": "error", "status": exc.status,
-                                               "error": str(exc)}))
-                continue
-            for msg in await session.analyze(image, received):
-                await ws.send_text(json.dumps(msg, separators=(",", ":")))
-        await ws.close(WS_GOING_AWAY)
+                while await sub.next_batch():
+                    pass
+            finally:
+                self.hub.unsubscribe(sub)
+            return WS_GOING_AWAY
+
+        tasks = [asyncio.create_task(t) for t in (receive(), work(), shutdown())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)
+                  and not isinstance(r, asyncio.CancelledError | WebSocketDisconnect)]
+        code = next((t.result() for t in done if not t.cancelled() and t.exception() is None),
+                    None)
+        if errors and code is None:
+            log.error("frames connection failed: %s", describe(errors[0]))
+            code = WS_ERROR
+        if code is not None:
+            with contextlib.suppress(Exception):
+                await ws.close(code)
 
 
 def create_app(estimator: EmotionEstimator, source: FrameSource | None = None,
@@ -250,11 +319,14 @@ def create_app(estimator: EmotionEstimator, source: FrameSource | None = None,
     """The app over ``source`` (a live source, or None: frames only come from clients)."""
     config = config or ServeConfig()
     server = Server(estimator, source, config)
-    middleware = [Middleware(TokenGuard, token=config.token)]
+    middleware = [Middleware(OriginGuard, hosts=allowed_hosts(config.host,
+                                                              config.allowed_hosts),
+                             origins=frozenset(config.cors_origins)),
+                  Middleware(TokenGuard, token=config.token)]
     if config.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 
-        middleware.insert(0, Middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
+        middleware.insert(1, Middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
                                         allow_methods=["GET", "POST"],
                                         allow_headers=["Authorization", "Content-Type"]))
     app = Starlette(routes=[

@@ -14,11 +14,16 @@ class ServeConfig:
 
     ``token``: required on every endpoint but ``/healthz`` when set (and required to bind a
     non-loopback ``host``); ``max_frame_bytes`` / ``max_image_bytes``: the largest WebSocket
-    frame / POSTed image (413 beyond); ``max_pixels``: the largest decoded image;
+    frame / POSTed image (413 beyond); ``max_pixels``: the most pixels an image may declare
+    in its header (413 beyond, checked before decoding: :mod:`emotion_estimator.admission`);
+    ``max_decodes``: images decoded at once (the others wait; memory stays bounded);
     ``client_queue``: messages kept per WebSocket client before the oldest frame messages are
     dropped; ``max_frame_clients``: concurrent ``/v1/frames`` connections (each has its own
-    landmarker); ``cors_origins``: empty = no CORS headers; ``video_fps``: the dashboard's
-    annotated picture rate.
+    landmarker); ``cors_origins``: the foreign origins (``https://app.example``) whose pages
+    may call the server (default: same-origin only); ``allowed_hosts``: ``Host`` names
+    accepted besides the loopback names and the bound one (``"*"``: any); ``video_fps``: the
+    dashboard's annotated picture rate; ``keep_serving``: stay up after the live source
+    failed or ended (``/healthz`` says 503 either way).
     """
 
     host: str = "127.0.0.1"
@@ -30,7 +35,10 @@ class ServeConfig:
     client_queue: int = 64
     max_frame_clients: int = 4
     cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
     video_fps: float = 15.0
+    max_decodes: int = 2
+    keep_serving: bool = False
 
 
 def is_loopback(host: str) -> bool:

@@ -82,5 +82,16 @@ class EventDetector:
         return events
 
 
+def status_message(source: str, state: str, error: str | None = None) -> dict[str, Any]:
+    """The ``status`` message sent to every client when the live source failed or ended::
+
+        {"type": "status", "source": "camera 0", "state": "failed", "error": "..."}
+    """
+    msg: dict[str, Any] = {"type": "status", "source": source, "state": state}
+    if error:
+        msg["error"] = error
+    return msg
+
+
 def dumps(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"))

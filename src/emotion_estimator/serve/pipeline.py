@@ -13,7 +13,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -77,11 +77,16 @@ class Publisher:
 
 
 class LivePipeline:
-    """The live source through the shared loop on one thread, until stopped or it ends."""
+    """The live source through the shared loop on one thread, until stopped or it ends.
+
+    ``on_end`` is called (on that thread) when the source failed or ended by itself, not
+    when :meth:`stop` stopped it.
+    """
 
     def __init__(self, estimator: EmotionEstimator, source: FrameSource,
-                 publish: Publisher) -> None:
+                 publish: Publisher, on_end: Callable[[], None] | None = None) -> None:
         self.estimator, self.source, self.publish = estimator, source, publish
+        self.on_end = on_end
         self.state = "starting"
         self.error: str | None = None
         self.frames = 0
@@ -107,8 +112,15 @@ class LivePipeline:
                 self.frames += 1
         except Exception as exc:  # noqa: BLE001 - reported by /healthz and the CLI
             self.error, self.state = describe(exc), "failed"
-            return
-        self.state = "stopped" if self._stop.is_set() else "ended"
+        else:
+            self.state = "stopped" if self._stop.is_set() else "ended"
+        if self.state != "stopped" and not self._stop.is_set() and self.on_end is not None:
+            self.on_end()
+
+    @property
+    def gone(self) -> bool:
+        """Whether the source failed or ended by itself (the server has nothing live)."""
+        return self.state in ("failed", "ended")
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the loop and release the source (camera, stream or file)."""
@@ -148,22 +160,26 @@ class PushSource(FrameSource):
 
 
 class FramesSession:
-    """One ``/v1/frames`` client: its own thread, tracker and filters."""
+    """One ``/v1/frames`` client: its own thread, tracker and filters; ``dropped`` counts the
+    frames the connection replaced by newer ones before they were analysed."""
 
     def __init__(self, estimator: EmotionEstimator, publish: Publisher, name: str) -> None:
         self.estimator, self.publish, self.name = estimator, publish, name
         self.source = PushSource(name)
         self.loop = asyncio.get_running_loop()
         self.results: asyncio.Queue[list[dict[str, Any]] | BaseException] = asyncio.Queue()
+        self.dropped = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        detector = EventDetector()
+        detector, seen = EventDetector(), 0
         try:
             for result in self.estimator.stream(self.source):
+                dropped = self.dropped
                 out: list[dict[str, Any]] | BaseException = self.publish(
-                    result, self.name, self.source.current, detector)
+                    result, self.name, self.source.current, detector, dropped, dropped - seen)
+                seen = dropped
                 self.loop.call_soon_threadsafe(self.results.put_nowait, out)
         except Exception as exc:  # noqa: BLE001 - handed to the connection
             self.loop.call_soon_threadsafe(self.results.put_nowait, exc)
