@@ -146,6 +146,7 @@ def _validate(args: argparse.Namespace) -> None:
 def smoothing_params(args: argparse.Namespace) -> dict[str, float]:
     """``--smoothing-param NAME=VALUE`` as a dict: finite, >= 0, margins at most 1."""
     from ..errors import InputError
+    from ..temporal import check_param
 
     params: dict[str, float] = {}
     for item in args.smoothing_param:
@@ -156,12 +157,10 @@ def smoothing_params(args: argparse.Namespace) -> dict[str, float]:
             raise InputError(f"--smoothing-param wants NAME=NUMBER, not {item!r}") from None
         if not name:
             raise InputError(f"--smoothing-param wants NAME=NUMBER, not {item!r}")
-        if not math.isfinite(number) or number < 0:
-            raise InputError(f"--smoothing-param {name}: must be a finite number >= 0, "
-                             f"not {value}")
-        if (name == "margin" or name == "floor") and number > 1:
-            raise InputError(f"--smoothing-param {name}: a probability, at most 1")
-        params[name] = number
+        try:  # the one check of these values, shared with the API (temporal.check_param)
+            params[name] = check_param(name, number)
+        except InputError as exc:
+            raise InputError(f"--smoothing-param {exc}") from None
     return params
 
 
