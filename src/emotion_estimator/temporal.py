@@ -185,11 +185,33 @@ FILTERS: dict[str, type[TemporalFilter]] = {
 }
 
 
+PROBABILITY_PARAMS = frozenset({"margin", "floor"})
+
+
+def check_param(name: str, value: Any) -> float:
+    """One smoothing parameter as a float: a finite number >= 0 (``margin`` and ``floor``:
+    at most 1), else :class:`~emotion_estimator.errors.InputError` (a ``ValueError``).
+
+    The one check of these values: the CLI's ``--smoothing-param`` and the API's
+    ``smoothing_params`` both pass here (NaN would make every probability NaN)."""
+    from .errors import InputError
+
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise InputError(f"{name}: must be a number, not {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise InputError(f"{name}: must be a finite number >= 0, not {value}")
+    if name in PROBABILITY_PARAMS and number > 1:
+        raise InputError(f"{name}: a probability, at most 1")
+    return number
+
+
 def make_filter(kind: str, n_classes: int, **params: Any) -> TemporalFilter:
-    """A filter by name (``ema``, ``hmm`` or ``none``) with its parameters in seconds."""
+    """A filter by name (``ema``, ``hmm`` or ``none``) with its parameters in seconds (each
+    checked by :func:`check_param`)."""
     if kind not in FILTERS:
         raise ValueError(f"unknown smoothing {kind!r}; choose one of {', '.join(SMOOTHING)}")
-    return FILTERS[kind](n_classes, **params)
+    return FILTERS[kind](n_classes, **{k: check_param(k, v) for k, v in params.items()})
 
 
 class FilterBank:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 Box = tuple[float, float, float, float]  # x, y, w, h
@@ -44,8 +45,8 @@ class FaceTracker:
 
     def __init__(self, forget_s: float = 1.0, min_iou: float = 0.2,
                  max_center_distance: float = 0.5) -> None:
-        if forget_s < 0:
-            raise ValueError("forget_s must be >= 0")
+        if not math.isfinite(forget_s) or forget_s < 0:
+            raise ValueError(f"forget_s must be a finite number >= 0, not {forget_s}")
         self.forget_s = forget_s
         self.min_iou = min_iou
         self.max_center_distance = max_center_distance
