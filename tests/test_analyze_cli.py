@@ -113,7 +113,7 @@ def test_camera_run_that_ends_keeps_the_output(stop, monkeypatch, tmp_path, caps
                                                landmarker_model, tiny_model):
     error = (SourceError("camera 7 stopped delivering frames") if stop == "camera_fails"
              else KeyboardInterrupt())
-    monkeypatch.setattr("emotion_estimator.video.open_source",
+    monkeypatch.setattr("emotion_estimator.sources.open_source",
                         lambda *_, **__: FakeCamera(5, error))
     out = tmp_path / "rows.csv"
     code, err = run(capsys, "--camera", "7", "--model", str(tiny_model), "-o", str(out))

@@ -17,10 +17,10 @@ from emotion_estimator.live import (
     NewestFrame,
     ReplaySource,
     StreamSource,
-    is_url,
     latency_ms,
 )
-from emotion_estimator.video import ImageSource, SourceError, expand_inputs, open_source
+from emotion_estimator.sources import expand_inputs, is_url, open_source
+from emotion_estimator.video import ImageSource, SourceError
 
 
 def write_video(path: Path, n: int, fps: float) -> Path:

@@ -407,7 +407,8 @@ def test_plot_in_the_format_its_suffix_names(tmp_path):
 
 
 def test_video_named_jpg_is_read_as_a_video(tmp_path):
-    from emotion_estimator.video import VideoSource, open_source
+    from emotion_estimator.sources import open_source
+    from emotion_estimator.video import VideoSource
 
     clip = write_video(tmp_path / "clip.avi", n=12)
     named = tmp_path / "holiday.jpg"

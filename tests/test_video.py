@@ -8,13 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion_estimator.video import (
-    ImageSource,
-    SourceError,
-    VideoSource,
-    expand_inputs,
-    open_source,
-)
+from emotion_estimator.sources import expand_inputs, open_source
+from emotion_estimator.video import ImageSource, SourceError, VideoSource
 
 
 def write_video(path: Path, n: int = 30, fps: float = 10.0, fourcc: str = "MJPG") -> Path:

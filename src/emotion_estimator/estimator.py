@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from .blendshapes import BLENDSHAPE_NAMES, Face, FaceLandmarker
+from .sources import open_source
 from .temporal import FilterBank
 from .tracking import FaceTracker
-from .video import Frame, FrameSource, ImageSource, open_source, read_image
+from .video import Frame, FrameSource, ImageSource, read_image
 
 if TYPE_CHECKING:
     import pandas as pd

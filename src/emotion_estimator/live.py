@@ -21,9 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .video import IMAGE_SUFFIXES, CameraSource, Frame, FrameSource, SourceError, VideoSource
-
-URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
+from .video import CameraSource, Frame, FrameSource, SourceError, VideoSource
 
 
 @dataclass(frozen=True)
@@ -39,12 +37,6 @@ def latency_ms(frame: Frame, now: float | None = None) -> float | None:
     if not isinstance(frame, LiveFrame):
         return None
     return ((time.monotonic() if now is None else now) - frame.captured) * 1000.0
-
-
-def is_url(source: object) -> bool:
-    """Whether ``source`` names a network stream (``scheme://...``)."""
-    return (isinstance(source, str) and "://" in source
-            and source.split("://", 1)[0].lower() in URL_SCHEMES)
 
 
 class NewestFrame:
@@ -302,18 +294,3 @@ def _redact(url: str) -> str:
     if at and ":" in creds and "/" not in creds:
         return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
     return url
-
-
-def open_live(source: str | os.PathLike | int, realtime: bool = False,
-              loop: bool = False) -> FrameSource | None:
-    """A live source for a camera index, a stream URL, or (``realtime``) a video file;
-    None for what :func:`~emotion_estimator.video.open_source` opens as it always did."""
-    if isinstance(source, int):
-        return LiveCamera(source)
-    if is_url(source):
-        return StreamSource(str(source))
-    if realtime:
-        path = Path(source)
-        if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
-            return ReplaySource(path, loop=loop)
-    return None

@@ -100,7 +100,8 @@ def checked_items(inputs: list[str], camera: int | None, outputs: Mapping[str, s
     negative camera, an unusable output, a bad ``--landmarker``, a bad input (unless
     ``skip_bad``, which still fails when no input is left).
     """
-    from .video import SourceError, expand_inputs
+    from .sources import expand_inputs
+    from .video import SourceError
 
     if (camera is None) == (not inputs):
         raise InputError("give INPUT files or --camera N (one of the two)")

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..video import SourceError, expand_inputs
+from ..sources import expand_inputs
+from ..video import SourceError
 
 PATH_COLUMNS = ("path", "file", "filename", "video")
 ID_COLUMNS = ("id", "source", "source_id", "video_id")

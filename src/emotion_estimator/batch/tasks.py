@@ -61,7 +61,7 @@ class Worker:
 
     def _analyze(self, rec: Record, progress: Progress | None) -> None:
         from ..outputs import ParquetWriter
-        from ..video import open_source
+        from ..sources import open_source
 
         with self.store.writing(part_path(rec.id)) as tmp, open_source(rec.path) as source:
             writer = ParquetWriter(tmp, self.columns)

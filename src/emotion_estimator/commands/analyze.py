@@ -291,7 +291,8 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from ..errors import EXIT_RUNTIME, InputError, interrupted_status
     from ..preflight import checked_items
-    from ..video import ImageSource, SourceError, open_source
+    from ..sources import open_source
+    from ..video import ImageSource, SourceError
 
     _validate(args)
     items, skipped = checked_items(

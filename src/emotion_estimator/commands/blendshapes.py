@@ -43,7 +43,8 @@ def _run(args: argparse.Namespace) -> int:
     from ..estimator import FrameAnalyzer
     from ..outputs import check_table_output, frame_columns, open_writer
     from ..preflight import checked_items
-    from ..video import ImageSource, SourceError, open_source
+    from ..sources import open_source
+    from ..video import ImageSource, SourceError
 
     if not 1 <= args.max_faces <= MAX_FACES:
         raise InputError(f"--max-faces must be between 1 and {MAX_FACES}")
