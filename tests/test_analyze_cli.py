@@ -186,7 +186,7 @@ def test_show_window_quits_on_q_and_keeps_the_output(monkeypatch, tmp_path, caps
     monkeypatch.setattr(cv2, "imshow", lambda name, image: shown.append(image.shape))
     monkeypatch.setattr(cv2, "waitKey", lambda delay: next(keys))
     monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
-    monkeypatch.setattr("emotion_estimator.video.open_source",
+    monkeypatch.setattr("emotion_estimator.sources.open_source",
                         lambda *_, **__: FakeCamera(100, SourceError("not reached")))
     out = tmp_path / "rows.jsonl"
     code, err = run(capsys, "--camera", "7", "--show", "--model", str(tiny_model),
