@@ -28,7 +28,8 @@ COMMANDS: dict[str, str] = {
     "batch": "a corpus on a process pool or Ray -> Parquet rows + manifest, resumable",
     "prepare": "FER2013 or a labelled folder -> blendshape dataset (caps, detection, augmentation)",
     "select-blendshapes": "choose blendshapes by the paper's threshold rule",
-    "train": "train the LSTM (or dense) classifier on a prepared dataset",
+    "train": "train a classifier on a prepared dataset (fusion: the default; lstm, dense: the "
+             "paper's blendshape models)",
     "tune": "hyper-parameter search with Optuna",
     "evaluate": "metrics, confusion matrix and misclassified images of a model",
     "ablate": "the paper's ablations as one table",
@@ -47,7 +48,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; only the chosen command's module is imported (fast --help)."""
     parser = argparse.ArgumentParser(
         prog="emotion-estimator",
-        description="Estimate happy / sad / unknown from faces via MediaPipe blendshapes.",
+        description="Estimate happy / sad / unknown per face in photos, videos and camera "
+                    "streams: MediaPipe Face Landmarker, then a small ONNX classifier over the "
+                    "aligned face crop, landmarks and blendshapes.",
     )
     one_line_errors(parser)  # usage errors: one line, exit 2
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

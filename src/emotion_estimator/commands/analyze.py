@@ -39,6 +39,16 @@ def finite(text: str) -> float:
     return value
 
 
+def model_help() -> str:
+    """``--model``'s help, from the models the package ships (it cannot go stale)."""
+    from ..classifier import DEFAULT_MODEL, shipped_models
+
+    others = [m for m in shipped_models() if m != DEFAULT_MODEL]
+    return (f"classifier: an .onnx file (its .json beside it) or a shipped model: "
+            f"{DEFAULT_MODEL} (the default: aligned face crop + landmarks + blendshapes), "
+            f"{', '.join(others)} (the paper's blendshape-only models)")
+
+
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="image or video files, or folders of them")
@@ -56,14 +66,12 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="write the video with boxes, ids, labels and class bars")
     p.add_argument("--show", action="store_true", help="show annotated frames live (q quits)")
     p.add_argument("--plot", metavar="PNG", help="timeline of class probabilities per face")
-    p.add_argument("--model", metavar="ONNX|NAME",
-                   help="classifier: an .onnx file (its .json beside it) or a shipped model "
-                        "name: default (dense), lstm (the paper's architecture)")
+    p.add_argument("--model", metavar="ONNX|NAME", help=model_help())
     p.add_argument("--smoothing", choices=SMOOTHING, default="ema",
                    help="temporal filter per face on video (default: ema)")
     p.add_argument("--smoothing-param", action="append", default=[], metavar="NAME=VALUE",
                    help="filter parameter (times in s), repeatable: ema time_constant_s, margin, "
-                        "hold_s; hmm dwell_s, evidence_s, margin")
+                        "hold_s; hmm dwell_s, evidence_s, margin, decide_s")
     p.add_argument("--forget-after", type=finite, default=1.0, metavar="S",
                    help="seconds a face may be missing before its id and filter reset (1.0)")
     p.add_argument("--max-faces", type=int, default=1, metavar="N", help="faces per frame (1)")

@@ -26,7 +26,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="reruns of an input whose worker process died (2)")
     p.add_argument("--force", action="store_true",
                    help="discard earlier results in --out made with other options, redo all")
-    p.add_argument("--model", metavar="ONNX|NAME", help="classifier, as for analyze")
+    from .analyze import model_help
+
+    p.add_argument("--model", metavar="ONNX|NAME", help=model_help())
     p.add_argument("--smoothing", choices=SMOOTHING, default="ema",
                    help="temporal filter per face (default: ema)")
     p.add_argument("--smoothing-param", action="append", default=[], metavar="NAME=VALUE",
