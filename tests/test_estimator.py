@@ -240,3 +240,32 @@ def test_decided_follows_the_filter_state():
     assert raw.faces[0].decided and raw.faces[0].label == "happy"
     tracked = FrameAnalyzer(None)(Frame(0, 0.0, image), [fake_face(10, 0.95)])
     assert not tracked.faces[0].decided and tracked.faces[0].label is None
+
+
+def test_process_pushes_frames_like_a_video_stream(estimator, media):
+    """A robot's own loop: frames pushed one by one with their own timestamps give the rows
+    the same video gives through ``stream``; going backwards is refused; reset starts over."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(media / "face_noface.mov"))
+    images = [cap.read()[1] for _ in range(90)]
+    cap.release()
+    times = [0.5 + i / 26.4 for i in range(90)]  # the robot's clock, not the file's
+    pushed = [estimator.process(image, t) for image, t in zip(images, times, strict=True)]
+    from emotion_estimator.video import Frame, FrameSource
+
+    class Clip(FrameSource):
+        def __iter__(self):
+            for i, (image, t) in enumerate(zip(images, times, strict=True)):
+                yield Frame(i, t, image)
+
+    streamed = list(estimator.stream(Clip()))
+    assert [r.rows() for r in pushed] == [r.rows() for r in streamed]
+    assert pushed[0].faces and not pushed[-1].faces and pushed[-1].frame == 89
+    with pytest.raises(ValueError, match="backwards"):
+        estimator.process(images[0], 0.1)
+    estimator.reset()
+    again = estimator.process(images[0], 0.1)
+    assert again.frame == 0 and [f.face_id for f in again.faces] == [0]
+    assert not again.faces[0].decided  # a fresh filter
+    estimator.reset()

@@ -9,6 +9,7 @@ all faces in one batch and filters each face's probabilities over time.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -172,6 +173,9 @@ class EmotionEstimator:
         self._confidence = min_detection_confidence
         self.verbose = verbose
         self._image_landmarker: FaceLandmarker | None = None
+        self._pushed: tuple[FaceLandmarker, FrameAnalyzer] | None = None
+        self._pushed_frames = 0
+        self._pushed_last_s = -math.inf
         self._entered = False
         FrameAnalyzer(self.classifier, smoothing, self.smoothing_params, forget_s)  # validate
 
@@ -218,6 +222,32 @@ class EmotionEstimator:
             if owned:
                 src.close()
 
+    def process(self, image: np.ndarray, timestamp_s: float) -> FrameResult:
+        """One frame of the caller's own loop (a robot's camera callback) -> its result.
+
+        ``image`` is a BGR uint8 frame, ``timestamp_s`` its capture time in seconds on any
+        clock (not going backwards). Face ids, filters and a VIDEO-mode landmarker persist
+        across calls, so the labels are filtered over time exactly as :meth:`stream` filters
+        a video; :meth:`reset` starts a new stream, :meth:`close` releases it.
+        """
+        timestamp_s = float(timestamp_s)
+        if not math.isfinite(timestamp_s) or timestamp_s < self._pushed_last_s:
+            raise ValueError(f"timestamp_s must be finite and not go backwards "
+                             f"({timestamp_s} after {self._pushed_last_s}); reset() starts over")
+        if self._pushed is None:
+            self._pushed = (self.landmarker("video"), self.analyzer())
+        landmarker, analyze = self._pushed
+        faces = landmarker.detect(image, timestamp_s)
+        self._pushed_last_s = timestamp_s
+        self._pushed_frames += 1
+        return analyze(Frame(self._pushed_frames - 1, timestamp_s, image), faces)
+
+    def reset(self) -> None:
+        """Forget the :meth:`process` stream: the next frame starts with ids from 0."""
+        if self._pushed is not None:
+            self._pushed[0].close()
+        self._pushed, self._pushed_frames, self._pushed_last_s = None, 0, -math.inf
+
     def analyze_video(self, path: str | os.PathLike, *,
                       blendshapes: bool = False) -> pd.DataFrame:
         """One row per (frame, face), plus one ``face_detected=False`` row per empty frame."""
@@ -239,7 +269,9 @@ class EmotionEstimator:
         yield self._image_landmarker
 
     def close(self) -> None:
-        """Release the still-image landmarker (streams release theirs themselves)."""
+        """Release the still-image and :meth:`process` landmarkers (streams release theirs
+        themselves)."""
+        self.reset()
         self._entered = False
         if self._image_landmarker is not None:
             self._image_landmarker.close()
