@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
-from collections.abc import Iterable, Mapping
+import stat
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..sources import expand_inputs
-from ..video import SourceError
 
 PATH_COLUMNS = ("path", "file", "filename", "video")
 ID_COLUMNS = ("id", "source", "source_id", "video_id")
@@ -78,23 +78,86 @@ def read_manifest_csv(path: Path) -> list[tuple[str, str | None]]:
     return rows
 
 
-def collect(items: Iterable[str]) -> list[tuple[str, str | None]]:
-    """Expand files, folders (their images and videos) and ``.csv`` lists into paths + ids.
+MAX_NAMED = 3  # paths named per kind of skipped entry
+
+
+def scan_folder(folder: Path, recursive: bool = False) -> tuple[list[Path], list[str]]:
+    """The image and video files in ``folder`` (sorted; below it too when ``recursive``) and
+    one line per kind of entry left out: subfolders (without ``recursive``), files of other
+    kinds, FIFOs / sockets / devices, broken links, link loops, unreadable folders."""
+    from ..video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, not_found
+
+    found: list[Path] = []
+    skipped: dict[str, list[str]] = {}
+    seen = {os.path.realpath(folder)}
+    todo = [folder]
+    while todo:
+        here = todo.pop()
+        try:
+            entries = sorted(os.scandir(here), key=lambda e: e.name)
+        except OSError as exc:
+            skipped.setdefault(f"unreadable folder ({exc.strerror or exc})", []).append(str(here))
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:
+                reason = str(not_found(path)).partition(":")[0]
+                skipped.setdefault(reason, []).append(str(path))
+                continue
+            if stat.S_ISDIR(mode):
+                real = os.path.realpath(path)
+                if not recursive:
+                    skipped.setdefault("subfolder (use --recursive)", []).append(str(path))
+                elif real in seen:
+                    skipped.setdefault("folder seen before (a link loop)", []).append(str(path))
+                else:
+                    seen.add(real)
+                    todo.append(path)
+            elif not stat.S_ISREG(mode):
+                skipped.setdefault("not a regular file (FIFO, socket or device)",
+                                   []).append(str(path))
+            elif path.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+                found.append(path)
+            else:
+                skipped.setdefault("not an image or video suffix", []).append(str(path))
+    lines = []
+    for reason, paths in skipped.items():
+        more = len(paths) - MAX_NAMED
+        lines.append(f"skipped {len(paths)} in {folder}: {reason}: "
+                     + ", ".join(paths[:MAX_NAMED]) + (f" and {more} more" if more > 0 else ""))
+    return sorted(found), lines
+
+
+def collect(items: Iterable[str], recursive: bool = False,
+            report: Callable[[str], None] | None = None) -> list[tuple[str, str | None]]:
+    """Expand files, folders (their images and videos; subfolders too when ``recursive``) and
+    ``.csv`` lists into paths + ids; ``report`` gets one line per kind of entry a folder scan
+    left out.
 
     A listed path that does not exist is kept: its task fails and is recorded, the others run.
     """
+    from ..video import not_found
+
     out: list[tuple[str, str | None]] = []
     for item in items:
         p = Path(item).expanduser()
         if p.suffix.lower() == ".csv" and p.is_file():
             out.extend(read_manifest_csv(p))
         elif p.is_dir():
-            try:
-                out.extend((str(f), None) for f in expand_inputs([str(p)]))
-            except SourceError as exc:
-                raise InputError(str(exc)) from exc
-        elif not p.exists():
+            found, skipped = scan_folder(p, recursive)
+            for line in skipped:
+                if report is not None:
+                    report(line)
+            if not found:
+                raise InputError(f"{p} holds no image or video files"
+                                 + (f" ({'; '.join(skipped)})" if skipped else ""))
+            out.extend((str(f), None) for f in found)
+        elif not os.path.lexists(p):
             raise InputError(f"no such file or folder: {p}")
+        elif not p.exists():
+            raise InputError(str(not_found(p)))
         else:
             out.append((str(p), None))
     return out

@@ -1,6 +1,7 @@
 """The batch manifest: one record per input, and the options that made its rows.
 
-``manifest.parquet`` beside ``rows/`` says, per input: id, path, size, status (``done``:
+``manifest.parquet`` beside ``rows/`` says, per input: id, path, size and modification time
+(ns; a rerun redoes an input whose size or time changed), status (``done``:
 processed in this run; ``skipped``: done by an earlier run with the same options and model,
 rows kept; ``failed``), the error line, frames, frames with a face, rows, processing fps,
 wall and CPU seconds (the worker process, all its threads), attempts, model sha256, options,
@@ -57,6 +58,7 @@ class Record:
     id: str
     path: str
     size: int | None = None
+    mtime_ns: int | None = None
     status: str = FAILED
     error: str | None = None
     frames: int = 0
@@ -77,7 +79,8 @@ class Record:
         return self.status in (DONE, SKIPPED)
 
 
-TYPES = {"id": "string", "path": "string", "size": "int64", "status": "string",
+TYPES = {"id": "string", "path": "string", "size": "int64", "mtime_ns": "int64",
+         "status": "string",
          "error": "string", "frames": "int64", "frames_with_face": "int64", "rows": "int64",
          "fps": "double", "seconds": "double", "cpu_s": "double", "attempts": "int64",
          "model_sha256": "string", "options": "string", "version": "string",

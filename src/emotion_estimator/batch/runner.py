@@ -99,14 +99,16 @@ def make_engine(name: str, options: BatchOptions, out: str, workers: int | None,
 
 
 def _unchanged(rec: Record | None, inp: BatchInput, store: Store) -> bool:
-    """An earlier record that still holds: finished, same file and size, part present."""
+    """An earlier record that still holds: finished, same file, size and modification time
+    (a record without one, from an older version, counts as changed), part present."""
     if rec is None or not rec.finished or rec.path != inp.path:
         return False
     try:
-        size = os.path.getsize(inp.path)
+        st = os.stat(inp.path)
     except OSError:
         return False
-    return rec.size == size and store.exists(part_path(inp.id))
+    return (rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns
+            and store.exists(part_path(inp.id)))
 
 
 class _Progress:
@@ -131,16 +133,17 @@ class _Progress:
 def run_batch(items: Iterable[str], out: str, options: BatchOptions, *, engine: str = "local",
               workers: int | None = None, retries: int = 2, force: bool = False,
               ray_address: str | None = None, progress: bool = False,
-              save_every_s: float = 2.0,
+              save_every_s: float = 2.0, recursive: bool = False,
               log: Callable[[str], None] | None = None) -> BatchResult:
     """Analyse every input into ``out/rows/source=<id>/part-0.parquet`` + ``out/manifest.parquet``.
 
     Inputs done by an earlier run with the same options and model are skipped; failed ones
     run again. Earlier results made with other options raise :class:`InputError` unless
-    ``force`` (which discards them first).
+    ``force`` (which discards them first). Folders are scanned below too when ``recursive``;
+    what a scan leaves out is said through ``log``.
     """
     log = log or (lambda line: None)
-    found = collect(items)
+    found = collect(items, recursive, log)
     if not found:
         raise InputError("no inputs")
     model_sha, _ = model_identity(options)
@@ -209,6 +212,8 @@ def _run(found: list[tuple[str, str | None]], store: Store, options: BatchOption
     finally:
         write_manifest(store, records)
         bar.close()
+        if removed := store.discard_partial(ROWS):  # workers stopped mid-write (SIGTERM)
+            log(f"removed {removed} unfinished temp file(s) in {store.uri(ROWS)}")
     ours = [records[i.id] for i in inputs]
     return BatchResult(ours, time.perf_counter() - start, sum(r.frames for r in this_run),
                        Counter(r.status for r in ours))

@@ -63,6 +63,18 @@ class Store:
         elif self.exists(rel):
             self._fs.delete_dir(self._remote(rel))
 
+    def discard_partial(self, rel: str) -> int:
+        """Remove the temp files (``.*.part``) killed writers left below ``rel`` (local
+        stores; an object store never shows a partial upload); how many."""
+        if self.local is None or not (self.local / rel).is_dir():
+            return 0
+        count = 0
+        for stale in (self.local / rel).rglob(".*.part"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+                count += 1
+        return count
+
     def read_table(self, rel: str) -> pa.Table:
         import pyarrow.parquet as pq
 

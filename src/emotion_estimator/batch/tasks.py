@@ -47,7 +47,8 @@ class Worker:
                      options=self.options.signature(), version=__version__, worker=self.name)
         start, cpu = time.perf_counter(), time.process_time()
         try:
-            rec.size = os.path.getsize(path)
+            st = os.stat(path)  # before reading: a change while it runs shows next time
+            rec.size, rec.mtime_ns = st.st_size, st.st_mtime_ns
             self._analyze(rec, progress)
             rec.status = DONE
         except Exception as exc:  # noqa: BLE001 - recorded in the manifest, the batch goes on

@@ -14,6 +14,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="video or image files, folders of them, or CSV lists (a path column, "
                         "optionally an id column)")
+    p.add_argument("--recursive", action="store_true",
+                   help="also take the files in subfolders of INPUT folders")
     p.add_argument("--out", required=True, metavar="DIR|URL",
                    help="dataset folder (or URL such as s3://bucket/prefix): rows/ + manifest")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
@@ -72,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
             result = run_batch(args.inputs, args.out, options, engine=args.engine,
                                workers=args.workers, retries=args.retries, force=args.force,
                                ray_address=args.ray_address, progress=not args.no_progress,
+                               recursive=args.recursive,
                                log=lambda line: print(line, file=sys.stderr))
     except KeyboardInterrupt as exc:
         print("interrupted; finished inputs are kept, a rerun resumes", file=sys.stderr)

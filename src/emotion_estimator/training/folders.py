@@ -133,11 +133,32 @@ def _from_csv(root: Path, csv: Path) -> list[tuple[Path, str]]:
 
 
 def _from_subfolders(root: Path) -> list[tuple[Path, str]]:
+    """``(path, label)`` per entry of each label folder that is, or claims to be, an image:
+    image-named entries that are not regular files (a FIFO, a broken link, a link loop) and
+    nested folders are kept too, so the read lists them as bad instead of dropping them
+    without a word."""
     items = []
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         items += [(f, sub.name) for f in sorted(sub.iterdir())
-                  if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+                  if f.suffix.lower() in IMAGE_SUFFIXES or f.is_dir()
+                  or (f.is_symlink() and not f.exists())]
     return items
+
+
+def file_problem(path: Path) -> str | None:
+    """Why ``path`` is not a regular file to read (None when it is)."""
+    import errno
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+        return "broken symbolic link" if path.is_symlink() else "missing"
+    if stat.S_ISDIR(mode):
+        return "a folder (label folders are read one level deep)"
+    return None if stat.S_ISREG(mode) else "not a regular file (FIFO, socket or device)"
 
 
 def image_problem(path: Path) -> str | None:
@@ -178,8 +199,7 @@ def read_labelled_folder(root: str | os.PathLike,
         label = map_label(source, cmap) if str(source).strip() else None
         reason = ("empty label" if not str(source).strip()
                   else f"unknown label {source!r} (not in the class map)" if label is None
-                  else "missing" if not path.is_file()
-                  else image_problem(path) if verify else None)
+                  else file_problem(path) or (image_problem(path) if verify else None))
         if reason is None and path.resolve() in seen:
             reason = "duplicate path"
         if reason is not None:
