@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build the vendored ROS4HRI message types (ros_msgs/hri_msgs: Expression, IdsList,
-# NormalizedRegionOfInterest2D) into the venv, with the rosidl tool chain that the PyPI `ros-*`
+# Build the vendored ROS4HRI message types (src/emotion_estimator/ros/msg/hri_msgs: Expression,
+# IdsList, NormalizedRegionOfInterest2D) into the venv, with the rosidl tool chain that the PyPI `ros-*`
 # wheels bring (the `[ros]` extra) and a C compiler + cmake (Debian's, installed as root when
 # missing). Installs into the venv prefix, where the wheels' start-up hook finds the libraries.
 # Skips when the installed build matches the sources. Usage: scripts/build_ros_msgs.sh [VENV]
@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=$(cd "${1:-.venv}" && pwd)
 py="$venv/bin/python"
-src=ros_msgs/hri_msgs
+src=src/emotion_estimator/ros/msg/hri_msgs
 build=build/hri_msgs
 stamp="$venv/share/hri_msgs/emotion_estimator.sha256"
 

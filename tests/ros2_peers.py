@@ -1,0 +1,178 @@
+"""Peer processes for the ROS 2 tests and benchmark: a camera publisher and a REP-155 listener.
+
+``python tests/ros2_peers.py publish VIDEO --topic T --kind image|compressed|string``
+publishes the video's frames (real frames, 30 fps by default) with stamps; the ``--encoding``
+of raw frames is chosen (rgb8, bgr8, mono8, ...); ``--corrupt N`` sends N broken frames first.
+``python tests/ros2_peers.py listen --seconds S --out FILE.json`` records every message of the
+REP-155 face topics (found on the graph as they appear), ``/diagnostics`` and the change
+topic, with the receive time, and the per-face topics that existed over time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+
+
+def publish(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CompressedImage, Image
+    from std_msgs.msg import Header, String
+
+    rclpy.init()
+    node = rclpy.create_node("test_camera")
+    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+    cls = {"image": Image, "compressed": CompressedImage, "string": String}[args.kind]
+    pub = node.create_publisher(cls, args.topic, qos)
+    cap = cv2.VideoCapture(args.video)
+    frames = []
+    while (item := cap.read())[0]:
+        frames.append(item[1])
+    cap.release()
+    deadline = time.monotonic() + args.wait_s  # until the node has subscribed
+    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    period = 1.0 / args.fps
+    sent = 0
+    start = time.monotonic()
+    for _ in range(args.corrupt):
+        msg = CompressedImage(format="jpeg", data=b"\xff\xd8\xff\xe0 not really a jpeg")
+        if args.kind == "image":
+            msg = Image(height=2, width=2, encoding="32FC1", step=8, data=bytes(16))
+        pub.publish(msg)
+        time.sleep(period)
+    for _ in range(args.repeat):
+        for bgr in frames:
+            stamp = node.get_clock().now().to_msg()
+            if args.kind == "string":
+                pub.publish(String(data="not an image"))
+            elif args.kind == "compressed":
+                ok, buf = cv2.imencode(".jpg", bgr)
+                pub.publish(CompressedImage(format="jpeg", data=buf.tobytes(),
+                                            header=Header(stamp=stamp, frame_id="camera")))
+            else:
+                img = _encode_raw(bgr, args.encoding, cv2, np)
+                pub.publish(Image(height=bgr.shape[0], width=bgr.shape[1],
+                                  encoding=args.encoding, step=img.shape[1] if img.ndim == 2
+                                  else img.shape[1] * img.shape[2], data=img.tobytes(),
+                                  header=Header(stamp=stamp, frame_id="camera")))
+            sent += 1
+            delay = start + (sent + args.corrupt) * period - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+    time.sleep(args.linger_s)
+    print(json.dumps({"sent": sent, "seconds": time.monotonic() - start}))
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
+def _encode_raw(bgr, encoding, cv2, np):
+    conv = {"bgr8": None, "rgb8": cv2.COLOR_BGR2RGB, "mono8": cv2.COLOR_BGR2GRAY,
+            "bgra8": cv2.COLOR_BGR2BGRA, "rgba8": cv2.COLOR_BGR2RGBA}
+    if encoding == "yuv422":  # UYVY from YUV 4:4:4
+        yuv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV)
+        y, u, v = yuv[..., 0], yuv[..., 1], yuv[..., 2]
+        out = np.empty((bgr.shape[0], bgr.shape[1] * 2), np.uint8)
+        out[:, 0::4], out[:, 2::4] = u[:, 0::2], v[:, 0::2]
+        out[:, 1::2] = y
+        return out
+    return bgr if conv[encoding] is None else cv2.cvtColor(bgr, conv[encoding])
+
+
+def listen(args: argparse.Namespace) -> int:
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from hri_msgs.msg import Expression, IdsList, NormalizedRegionOfInterest2D
+    from rclpy.executors import SingleThreadedExecutor
+    from std_msgs.msg import String
+
+    rclpy.init()
+    node = rclpy.create_node("test_listener")
+    ns = args.namespace.rstrip("/")
+    face_topic = re.compile(rf"^{re.escape(ns)}/([^/]+)/(roi|expression)$")
+    record: dict = {"tracked": [], "roi": [], "expression": [], "diagnostics": [],
+                    "changes": [], "face_topics": []}
+
+    def stamp(h):
+        return h.stamp.sec * 1_000_000_000 + h.stamp.nanosec
+
+    def on_tracked(m):
+        record["tracked"].append({"stamp": stamp(m.header), "ids": list(m.ids),
+                                  "frame_id": m.header.frame_id, "t": time.time_ns()})
+
+    subs = {}
+    node.create_subscription(IdsList, f"{ns}/tracked", on_tracked, 50)
+    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: record["diagnostics"]
+                             .append({s.name: {kv.key: kv.value for kv in s.values}
+                                      for s in m.status}), 50)
+    node.create_subscription(String, "/emotion_estimator/expression_changes",
+                             lambda m: record["changes"].append(json.loads(m.data)), 50)
+
+    def watch(topic, face, leaf):
+        cls = Expression if leaf == "expression" else NormalizedRegionOfInterest2D
+
+        def cb(m):
+            item = {"face": face, "stamp": stamp(m.header), "frame_id": m.header.frame_id,
+                    "t": time.time_ns()}
+            if leaf == "expression":
+                item.update(expression=m.expression, confidence=m.confidence,
+                            valence=m.valence, arousal=m.arousal)
+            else:
+                item.update(xmin=m.xmin, ymin=m.ymin, xmax=m.xmax, ymax=m.ymax, c=m.c)
+            record[leaf].append(item)
+
+        subs[topic] = node.create_subscription(cls, topic, cb, 50)
+
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    end = time.monotonic() + args.seconds
+    last_graph = 0.0
+    while time.monotonic() < end:
+        executor.spin_once(timeout_sec=0.02)
+        if time.monotonic() - last_graph > 0.05:
+            last_graph = time.monotonic()
+            names = sorted(n for n, types in node.get_topic_names_and_types()
+                           if face_topic.match(n) and node.count_publishers(n) > 0)
+            if not record["face_topics"] or record["face_topics"][-1]["topics"] != names:
+                record["face_topics"].append({"t": time.time_ns(), "topics": names})
+            for n in names:
+                if n not in subs:
+                    m = face_topic.match(n)
+                    watch(n, m.group(1), m.group(2))
+    with open(args.out, "w") as fh:
+        json.dump(record, fh)
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    pub = sub.add_parser("publish")
+    pub.add_argument("video")
+    pub.add_argument("--topic", default="/camera/image_raw")
+    pub.add_argument("--kind", choices=("image", "compressed", "string"), default="image")
+    pub.add_argument("--encoding", default="bgr8")
+    pub.add_argument("--fps", type=float, default=30.0)
+    pub.add_argument("--repeat", type=int, default=1)
+    pub.add_argument("--corrupt", type=int, default=0)
+    pub.add_argument("--wait-s", type=float, default=20.0)
+    pub.add_argument("--linger-s", type=float, default=0.5)
+    lis = sub.add_parser("listen")
+    lis.add_argument("--namespace", default="/humans/faces")
+    lis.add_argument("--seconds", type=float, default=10.0)
+    lis.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    return publish(args) if args.cmd == "publish" else listen(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
