@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "models": "fetch / verify / locate model files",
     "bench": "side-by-side benchmarks against peer tools",
     "serve": "live results over HTTP / WebSocket, a dashboard and metrics",
+    "ros2": "a ROS 2 node: camera topic in, REP-155 (ROS4HRI) face expressions out",
 }
 
 
