@@ -198,13 +198,19 @@ class FaceLandmarker:
 def _to_rgb(image: np.ndarray, bgr: bool) -> np.ndarray:
     import cv2
 
+    from .errors import InputError
+
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"expected an image (numpy array), got {type(image).__name__}")
     if image.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got {image.dtype}")
+        raise InputError(f"expected a uint8 image, got {image.dtype}")
+    if image.size == 0:
+        raise InputError(f"the image is empty, shape {image.shape}")
     if image.ndim == 2:
         return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_GRAY2RGB))
     if image.ndim == 3 and image.shape[2] == 4:
         code = cv2.COLOR_BGRA2RGB if bgr else cv2.COLOR_RGBA2RGB
         return np.ascontiguousarray(cv2.cvtColor(image, code))
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an H x W x 3 image, got shape {image.shape}")
+        raise InputError(f"expected an H x W x 3 image, got shape {image.shape}")
     return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if bgr else image)
