@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
+import operator
 import os
 import re
 import sys
@@ -33,6 +35,8 @@ assert len(BLENDSHAPE_NAMES) == 52
 
 Mode = Literal["image", "video"]
 STILL_EXTRA_FACES = 2  # image mode: detections asked of MediaPipe beyond max_faces
+_XYZ = operator.attrgetter("x", "y", "z")
+_SCORE = operator.attrgetter("score")
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,7 @@ class FaceLandmarker:
         with quiet_native(verbose):
             self._landmarker = vision.FaceLandmarker.create_from_options(options)
         self._last_ms = -1
+        self.left_out = 0  # image mode: faces the last call found beyond max_faces
         _OPEN.add(self)
 
     def detect(self, image: np.ndarray, timestamp_s: float | None = None, *,
@@ -175,10 +180,14 @@ class FaceLandmarker:
         height, width = rgb.shape[:2]
         faces = []
         for shapes, marks in zip(result.face_blendshapes, result.face_landmarks, strict=True):
-            scores = np.fromiter((c.score for c in shapes), dtype=np.float32, count=len(shapes))
-            pts = np.array([(p.x, p.y, p.z) for p in marks], dtype=np.float32)
+            scores = np.fromiter(map(_SCORE, shapes), dtype=np.float32, count=len(shapes))
+            pts = np.fromiter(itertools.chain.from_iterable(map(_XYZ, marks)), np.float32,
+                              3 * len(marks)).reshape(-1, 3)  # no Python code per landmark
             faces.append(Face(scores=scores, box=_box(pts, width, height), landmarks=pts))
-        return largest_faces(faces, self.max_faces) if self.mode == "image" else faces
+        if self.mode == "image":
+            self.left_out = max(len(faces) - self.max_faces, 0)  # found beyond max_faces
+            return largest_faces(faces, self.max_faces)
+        return faces
 
     def close(self) -> None:
         """Release the MediaPipe graph (idempotent)."""

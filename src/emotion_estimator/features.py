@@ -15,6 +15,7 @@ the inputs it takes, each with a version (``FEATURES``):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,11 +31,10 @@ LEFT_EYE = (362, 263)
 EYE_Y = 0.40
 IOD = 0.36
 DEFAULT_FACE_SIZE = 48
+SKIP_RESIZE = 0.9  # a warp shrinking by 0.45-0.5 needs no resize before it
 
 
-def _eyes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centres of the right and left eye (mean of each eye's corners), ``(2,)`` each."""
-    return points[list(RIGHT_EYE), :2].mean(axis=0), points[list(LEFT_EYE), :2].mean(axis=0)
+EYE_CORNERS = [*RIGHT_EYE, *LEFT_EYE]
 
 
 def _check_image(image: Any, what: str) -> np.ndarray:
@@ -54,73 +54,134 @@ def _check_image(image: Any, what: str) -> np.ndarray:
     return image
 
 
-def _pixels(face: Face, width: int, height: int) -> np.ndarray:
+def _scale(width: int, height: int) -> np.ndarray:
     """Normalised landmarks -> pixel units (z scaled like x, as MediaPipe defines it)."""
-    return face.landmarks.astype(np.float32) * np.array([width, height, width], np.float32)
+    return np.array([width, height, width], np.float32)
+
+
+def _eyes(landmarks: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel centres of the right and left eye (mean of each eye's two corners) of ``(n, 478,
+    3)`` normalised landmarks, ``(n, 2)`` each: four points per face, not all 478."""
+    corners = landmarks[:, EYE_CORNERS, :2].astype(np.float32) * _scale(width, height)[:2]
+    return corners[:, :2].mean(axis=1), corners[:, 2:].mean(axis=1)
+
+
+def _frame(right: np.ndarray, left: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per face: the eyes' midpoint ``(n, 2)``, the eye line's unit direction ``(n, 2)`` and
+    the inter-ocular distance ``(n,)`` (at least 1e-6)."""
+    d = left - right
+    dist = np.maximum(np.hypot(d[:, 0], d[:, 1]), np.float32(1e-6))
+    return (right + left) / 2, d / dist[:, None], dist
+
+
+def _stack(faces: Sequence[Face]) -> np.ndarray:
+    """The faces' normalised landmarks as one ``(n, 478, 3)`` array."""
+    return np.stack([f.landmarks for f in faces]) if faces else np.zeros((0, N_LANDMARKS, 3),
+                                                                         np.float32)
+
+
+def aligned_batch(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``landmarks`` v1 of ``(n, 478, 3)`` normalised landmarks at once -> ``(n, 478, 3)``."""
+    p = landmarks.astype(np.float32) * _scale(width, height)
+    mid, unit, dist = _frame(*_eyes(landmarks, width, height))
+    c, s = unit[:, :1], unit[:, 1:]
+    x, y = p[:, :, 0] - mid[:, :1], p[:, :, 1] - mid[:, 1:]
+    z = p[:, :, 2] - p[:, :, 2].mean(axis=1, keepdims=True)
+    out = np.stack([c * x + s * y, -s * x + c * y, z], axis=2)
+    return (out / dist[:, None, None]).astype(np.float32, copy=False)
 
 
 def aligned_landmarks(face: Face, width: int, height: int) -> np.ndarray:
     """``landmarks`` v1: eye line level, eyes' midpoint at 0, inter-ocular distance 1."""
-    p = _pixels(face, width, height)
-    right, left = _eyes(p)
-    d = left - right
-    dist = max(float(np.hypot(*d)), 1e-6)
-    c, s = d / dist
-    xy = p[:, :2] - (right + left) / 2
-    rotated = np.stack([c * xy[:, 0] + s * xy[:, 1], -s * xy[:, 0] + c * xy[:, 1]], axis=1)
-    z = p[:, 2:] - p[:, 2:].mean()
-    return (np.concatenate([rotated, z], axis=1) / dist).astype(np.float32)
+    return aligned_batch(face.landmarks[None], width, height)[0]
+
+
+def transforms(landmarks: np.ndarray, width: int, height: int, size: int) -> np.ndarray:
+    """``(n, 2, 3)`` similarities mapping frame pixels to each face's aligned crop."""
+    mid, unit, dist = _frame(*_eyes(landmarks, width, height))
+    cs = unit.astype(np.float64) * (IOD * size / dist.astype(np.float64))[:, None]
+    c, s = cs[:, 0], cs[:, 1]
+    rot = np.stack([np.stack([c, s], axis=1), np.stack([-s, c], axis=1)], axis=1)
+    shift = np.array([0.5 * size, EYE_Y * size]) - np.einsum("nij,nj->ni", rot, mid)
+    return np.concatenate([rot, shift[:, :, None]], axis=2)
 
 
 def face_transform(face: Face, width: int, height: int, size: int) -> np.ndarray:
     """The 2x3 similarity that maps frame pixels to the aligned ``size`` x ``size`` crop."""
-    right, left = _eyes(_pixels(face, width, height))
-    d = left - right
-    dist = max(float(np.hypot(*d)), 1e-6)
-    scale = IOD * size / dist
-    c, s = d / dist * scale
-    mid = (right + left) / 2
-    rot = np.array([[c, s], [-s, c]], dtype=np.float64)
-    shift = np.array([0.5 * size, EYE_Y * size]) - rot @ mid
-    return np.hstack([rot, shift[:, None]])
+    return transforms(face.landmarks[None], width, height, size)[0]
 
 
 def face_crop(image: np.ndarray, face: Face, size: int = DEFAULT_FACE_SIZE) -> np.ndarray:
     """``face`` v1: the aligned greyscale crop, ``(size, size)`` uint8.
 
     Only the face's region is converted; a face much larger than the crop is first shrunk
-    with area averaging, so a 300 px face and a 48 px FER2013 crop look alike.
+    by halving (2x2 area averages), so a 300 px face and a 48 px FER2013 crop look alike.
+    """
+    image = _check_image(image, "face_crop")
+    height, width = image.shape[:2]
+    return crop(image, transforms(face.landmarks[None], width, height, size)[0], size)
+
+
+def _span(lo: int, hi: int, limit: int, k: int) -> tuple[int, int]:
+    """``[lo, hi)`` inside ``[0, limit)`` grown (or, against both edges, cut) to a multiple
+    of ``k`` pixels, so halving it ``log2(k)`` times averages whole 2x2 blocks."""
+    need = -(hi - lo) % k
+    grow = min(need, limit - hi)
+    hi += grow
+    lo -= min(need - grow, lo)
+    return lo, hi - (hi - lo) % k
+
+
+def crop(image: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+    """The ``size`` x ``size`` grey crop of a checked frame under the 2x3 similarity ``m``.
+
+    (Plain float arithmetic on the six numbers: per face, numpy calls on 2x3 arrays cost
+    more than the pixels.)
     """
     import cv2
 
-    image = _check_image(image, "face_crop")
     height, width = image.shape[:2]
-    m = face_transform(face, width, height, size)
-    inv = cv2.invertAffineTransform(m)
-    corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], np.float64)
-    src = corners @ inv.T
-    x0, y0 = np.floor(src.min(axis=0)).astype(int) - 2
-    x1, y1 = np.ceil(src.max(axis=0)).astype(int) + 2
-    x0, y0 = max(x0, 0), max(y0, 0)
-    x1, y1 = min(x1, width), min(y1, height)
+    (a, b, tx), (c, d, ty) = m.tolist()
+    det = a * d - b * c
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+    xs = [ia * (x - tx) + ib * (y - ty) for x, y in ((0, 0), (size, 0), (0, size), (size, size))]
+    ys = [ic * (x - tx) + id_ * (y - ty) for x, y in ((0, 0), (size, 0), (0, size), (size, size))]
+    x0, y0 = max(math.floor(min(xs)) - 2, 0), max(math.floor(min(ys)) - 2, 0)
+    x1, y1 = min(math.ceil(max(xs)) + 2, width), min(math.ceil(max(ys)) + 2, height)
     if x1 <= x0 or y1 <= y0:  # the face lies outside the frame: nothing to see
         return np.zeros((size, size), np.uint8)
+    scale = math.hypot(a, b)
+    halvings = 0
+    while scale * 2 ** (halvings + 1) <= 0.5 and min(x1 - x0, y1 - y0) >= 2 ** (halvings + 3):
+        halvings += 1  # shrink first so the warp does not alias
+    k = 2 ** halvings
+    x0, x1 = _span(x0, x1, width, k)
+    y0, y1 = _span(y0, y1, height, k)
     roi = image[y0:y1, x0:x1]
-    if roi.ndim == 3:  # grey before the shrink: a third of the area averaging's work
+    if roi.ndim == 3:  # grey before the shrink: a third of the averaging's work
         code = cv2.COLOR_BGRA2GRAY if roi.shape[2] == 4 else cv2.COLOR_BGR2GRAY
         roi = cv2.cvtColor(roi, code)
-    m = m.copy()
-    m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)
-    scale = float(np.hypot(m[0, 0], m[0, 1]))
-    if scale < 0.5:  # shrink first so the warp does not alias
-        f = min(2 * scale, 1.0)
+    shift = [x0, y0]  # where the region's pixel (0, 0) lies in the frame
+    if scale < 0.5:  # v1's area shrink ignored pixel centres, reading a shrunk face
+        # (1 / f - 1) / 2 source pixels right of and below (f = 2 scale): kept, the
+        # shipped models learnt that framing
+        shift = [v - (0.5 / (2 * scale) - 0.5) for v in shift]
+    for _ in range(halvings):  # exact 2x2 averages: OpenCV's fast path, unlike other ratios
+        roi = cv2.resize(roi, (roi.shape[1] // 2, roi.shape[0] // 2),
+                         interpolation=cv2.INTER_AREA)
+    shift = [v + (k - 1) / 2 for v in shift]  # pixel centres: frame u = k v + (k - 1) / 2
+    fx = fy = float(k)  # frame pixels per region pixel
+    f = 2 * scale * k
+    if f < SKIP_RESIZE:  # the rest of the way to half the crop's scale, f in (0.5, 0.9)
         w, h = max(1, round(roi.shape[1] * f)), max(1, round(roi.shape[0] * f))
-        fx, fy = w / roi.shape[1], h / roi.shape[0]
-        roi = cv2.resize(roi, (w, h), interpolation=cv2.INTER_AREA)
-        m[:, 0] /= fx
-        m[:, 1] /= fy
-    return cv2.warpAffine(np.ascontiguousarray(roi), m, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+        rx, ry = w / roi.shape[1], h / roi.shape[0]
+        shift = [shift[0] + k * (0.5 / rx - 0.5), shift[1] + k * (0.5 / ry - 0.5)]
+        fx, fy = k / rx, k / ry
+        roi = cv2.resize(roi, (w, h), interpolation=cv2.INTER_LINEAR)
+    local = np.array([[a * fx, b * fy, tx + a * shift[0] + b * shift[1]],
+                      [c * fx, d * fy, ty + c * shift[0] + d * shift[1]]])
+    return cv2.warpAffine(np.ascontiguousarray(roi), local, (size, size),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def validate_inputs(specs: Any, where: str) -> list[dict[str, Any]]:
@@ -160,6 +221,7 @@ def build(specs: Sequence[Mapping[str, Any]], faces: Sequence[Face],
                              "image the faces were found in")
         image = _check_image(image, "the frame for this model's inputs")
     height, width = image.shape[:2] if needs_image else (0, 0)
+    landmarks = _stack(faces) if needs_image else None  # one array for all faces
     batch: dict[str, np.ndarray] = {}
     for spec in specs:
         kind = spec["kind"]
@@ -167,11 +229,11 @@ def build(specs: Sequence[Mapping[str, Any]], faces: Sequence[Face],
             arr = (np.stack([f.scores for f in faces]).astype(np.float32) if n
                    else np.zeros((0, len(BLENDSHAPE_NAMES)), np.float32))
         elif kind == "landmarks":
-            arr = (np.stack([aligned_landmarks(f, width, height) for f in faces]) if n
-                   else np.zeros((0, N_LANDMARKS, 3), np.float32))
+            arr = aligned_batch(landmarks, width, height)
         else:
             size = int(spec.get("size", DEFAULT_FACE_SIZE))
-            arr = (np.stack([face_crop(image, f, size) for f in faces]) if n
-                   else np.zeros((0, size, size), np.uint8))
+            arr = np.zeros((n, size, size), np.uint8)
+            for i, m in enumerate(transforms(landmarks, width, height, size)):
+                arr[i] = crop(image, m, size)
         batch[spec["name"]] = arr
     return batch
