@@ -262,8 +262,9 @@ def check(declared: Declared, max_pixels: int | None = None, what: str = "image"
     limit = max_pixels_default() if max_pixels is None else max_pixels
     w, h = declared.width, declared.height
     if declared.pixels > limit:
+        hint = f", see ${MAX_PIXELS_ENV}" if max_pixels is None else ""
         raise ImageRejected(what, f"image too large ({w}x{h} = {declared.pixels} pixels; the "
-                                  f"limit is {limit}, see ${MAX_PIXELS_ENV})", status=413)
+                                  f"limit is {limit}{hint})", status=413)
     if min(w, h) < MIN_SIDE:
         raise ImageRejected(what, f"image too small ({w}x{h}; at least {MIN_SIDE} px a side)")
     return declared
