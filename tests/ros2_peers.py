@@ -153,6 +153,62 @@ def listen(args: argparse.Namespace) -> int:
     return 0
 
 
+def camera_bag(video: str, out: str, storage: str = "mcap", kind: str = "image",
+               topic: str = "/camera/image_raw", base_ns: int = 1_700_000_000_000_000_000,
+               extra_topic: bool = False) -> int:
+    """Write a video's frames into a bag with ``rosbags``: ``storage`` mcap, sqlite3 or ros1;
+    ``kind`` image (raw bgr8), png or jpeg (CompressedImage). Stamps: ``base_ns`` + the
+    video's own timestamps. Returns the number of frames."""
+    import cv2
+    import numpy as np
+    from rosbags.typesys import Stores, get_typestore
+
+    from emotion_estimator.video import VideoSource
+
+    ros1 = storage == "ros1"
+    store = get_typestore(Stores.ROS1_NOETIC if ros1 else Stores.ROS2_HUMBLE)
+    t = store.types
+    msgtype = "sensor_msgs/msg/Image" if kind == "image" else "sensor_msgs/msg/CompressedImage"
+    if ros1:
+        from rosbags.rosbag1 import Writer
+
+        writer = Writer(out)
+    else:
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+        writer = Writer(out, version=9, storage_plugin=plugin)
+    n = 0
+    with writer:
+        conn = writer.add_connection(topic, msgtype, typestore=store)
+        if extra_topic:
+            other = writer.add_connection("/chatter", "std_msgs/msg/String", typestore=store)
+        with VideoSource(video) as src:
+            for frame in src:
+                stamp = base_ns + round(frame.timestamp_s * 1e9)
+                time = t["builtin_interfaces/msg/Time"](sec=stamp // 10**9,
+                                                        nanosec=stamp % 10**9)
+                header = (t["std_msgs/msg/Header"](seq=n, stamp=time, frame_id="camera")
+                          if ros1 else t["std_msgs/msg/Header"](stamp=time, frame_id="camera"))
+                img = frame.image
+                if kind == "image":
+                    msg = t[msgtype](header=header, height=img.shape[0], width=img.shape[1],
+                                     encoding="bgr8", is_bigendian=0, step=img.shape[1] * 3,
+                                     data=np.ascontiguousarray(img).reshape(-1))
+                else:
+                    ok, buf = cv2.imencode(".png" if kind == "png" else ".jpg", img)
+                    msg = t[msgtype](header=header, format=kind, data=buf.reshape(-1))
+                data = (store.serialize_ros1(msg, msgtype) if ros1
+                        else store.serialize_cdr(msg, msgtype))
+                writer.write(conn, stamp, data)
+                if extra_topic:
+                    text = t["std_msgs/msg/String"](data="hello")
+                    writer.write(other, stamp, store.serialize_ros1(text, "std_msgs/msg/String")
+                                 if ros1 else store.serialize_cdr(text, "std_msgs/msg/String"))
+                n += 1
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)

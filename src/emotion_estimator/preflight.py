@@ -26,8 +26,11 @@ def input_problem(path: Path) -> str | None:
     import cv2
     import numpy as np
 
+    from .ros.bagsource import bag_problem, is_bag
     from .video import IMAGE_SUFFIXES, looks_like_image, not_found
 
+    if is_bag(path):  # a robot recording (a ROS 2 bag may be a folder)
+        return bag_problem(path)
     try:
         st = os.stat(path)
     except OSError:

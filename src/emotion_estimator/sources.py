@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .live import LiveCamera, ReplaySource, StreamSource
+from .ros.bagsource import is_bag, open_bag
 from .video import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -39,10 +40,11 @@ Source = str | os.PathLike | int
 @dataclass(frozen=True)
 class SourceOptions:
     """How to open an input: ``realtime`` replays a video file at its frame rate as a live
-    source (``loop``: over and over)."""
+    source (``loop``: over and over); ``topic``: the image topic of a robot recording."""
 
     realtime: bool = False
     loop: bool = False
+    topic: str | None = None
 
 
 Opener = Callable[[Source, SourceOptions], FrameSource | None]
@@ -86,7 +88,7 @@ def _open_file(source: Source, options: SourceOptions) -> FrameSource:
         raise
 
 
-OPENERS: list[Opener] = [_open_live]
+OPENERS: list[Opener] = [open_bag, _open_live]  # bags: ROS 1/2 recordings (ros/bagsource.py)
 
 
 def register_opener(opener: Opener, *, first: bool = True) -> None:
@@ -95,13 +97,14 @@ def register_opener(opener: Opener, *, first: bool = True) -> None:
         OPENERS.insert(0 if first else len(OPENERS), opener)
 
 
-def open_source(source: Source, realtime: bool = False, loop: bool = False) -> FrameSource:
+def open_source(source: Source, realtime: bool = False, loop: bool = False,
+                topic: str | None = None) -> FrameSource:
     """Open a camera (int), a stream URL, or an image or video file.
 
     Cameras, stream URLs and, with ``realtime``, video files open as live newest-frame
     sources (:mod:`emotion_estimator.live`); raises :class:`SourceError` when it cannot.
     """
-    options = SourceOptions(realtime=realtime, loop=loop)
+    options = SourceOptions(realtime=realtime, loop=loop, topic=topic)
     for opener in OPENERS:
         if (opened := opener(source, options)) is not None:
             return opened
@@ -115,7 +118,7 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
         p = Path(item)
         if is_url(item):  # a network stream (kept as the string): open_source opens it
             paths.append(item)  # type: ignore[arg-type]
-        elif p.is_dir():
+        elif p.is_dir() and not is_bag(p):  # a ROS 2 bag folder is one input
             found = sorted(
                 f for f in p.iterdir()
                 if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES

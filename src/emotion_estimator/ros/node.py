@@ -3,10 +3,11 @@
 The subscription (sensor-data QoS: best effort, depth 1) drops each message into a one-slot
 mailbox (:class:`~emotion_estimator.live.NewestFrame`: the newest frame wins, replaced frames
 are counted as dropped); one worker thread takes the newest, converts it
-(:mod:`.images`), runs the per-frame step every front end runs (a VIDEO-mode landmarker and
-``EmotionEstimator.analyzer()``) and publishes what :class:`~.rep155.Rep155` says, stamped
-with the source image's header. ``/diagnostics`` gets fps, latency, dropped and bad frames
-once a second. SIGINT and SIGTERM stop it cleanly: faces retired, empty ``tracked`` sent.
+(:mod:`.images`), runs the per-frame step every front end runs
+(:meth:`EmotionEstimator.process`, stamps relative to the first frame) and publishes what
+:class:`~.rep155.Rep155` says, stamped with the source image's header.
+``/diagnostics`` gets fps, latency, dropped and bad frames once a second. SIGINT and SIGTERM
+stop it cleanly: faces retired, empty ``tracked`` sent.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from typing import Any
 
 from ..estimator import EmotionEstimator
 from ..live import NewestFrame
-from ..video import Frame
 from .images import BadImage, to_bgr
 from .rep155 import DEFAULT_NAMESPACE, Rep155, Update, topic
 from .stats import NodeStats
@@ -166,33 +166,37 @@ class EmotionNode:
             self.error = exc
 
     def _loop(self) -> None:
-        index, t0, last = 0, None, None
-        analyze, rep = self.estimator.analyzer(), Rep155()
-        with self.estimator.landmarker("video") as landmarker:
+        est, rep, t0, last = self.estimator, Rep155(), 0, None
+        try:
             while (msg := self.mailbox.take()) is not None:
                 try:
                     image = to_bgr(msg)
                 except BadImage as exc:
-                    if self.stats.bad_frame(exc.kind):
-                        self._say(f"{self.input_topic}: {exc} (counted in /diagnostics; "
-                                  "said once)")
+                    self._bad(exc.kind, str(exc))
                     continue
                 stamp = _stamp_ns(msg.header.stamp) or self.node.get_clock().now().nanoseconds
-                if t0 is None or (last is not None and
-                                  (last - stamp) / 1e9 > RESET_AFTER_S):
-                    if t0 is not None:  # replayed from the start: faces are new faces
-                        self._publish(rep.retire_all(), msg.header)
-                        analyze, rep = self.estimator.analyzer(), Rep155()
+                if last is None:
                     t0 = stamp
+                elif stamp <= last:
+                    if (last - stamp) / 1e9 <= RESET_AFTER_S:
+                        self._bad("out_of_order", f"stamp {stamp} ns not after {last} ns")
+                        continue
+                    self._publish(rep.retire_all(), msg.header)  # replayed from the start
+                    est.reset()
+                    rep, t0 = Rep155(), stamp
                 last = stamp
-                t = (stamp - t0) / 1e9
-                faces = landmarker.detect(image, t)
-                result = analyze(Frame(index, t, image), faces)
-                index += 1
+                result = est.process(image, (stamp - t0) / 1e9)  # the shared per-frame step
                 self._publish(rep(result, image.shape[1], image.shape[0]), msg.header)
                 now = self.node.get_clock().now().nanoseconds
                 self.stats.frame_done((now - stamp) / 1e6)
             self._publish(rep.retire_all(), None)
+        finally:
+            est.reset()  # releases the VIDEO landmarker in the thread that used it
+
+    def _bad(self, kind: str, text: str) -> None:
+        if self.stats.bad_frame(kind):
+            self._say(f"{self.input_topic}: {text} (counted in /diagnostics as bad_{kind}; "
+                      "said once)")
 
     # output --------------------------------------------------------------------------------
 
