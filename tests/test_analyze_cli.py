@@ -162,7 +162,7 @@ def test_bad_input_gives_one_line_and_exit_2(case, tmp_path, capsys, monkeypatch
         "no_output_dir": ([str(text), "-o", str(tmp_path / "no" / "x.csv")], "does not exist"),
         "no_annotate_dir": ([str(text), "--annotate", str(tmp_path / "no" / "a.mp4")],
                             "does not exist"),
-        "annotate_suffix": ([str(text), "--annotate", str(tmp_path / "a.png")],
+        "annotate_suffix": ([str(text), "--annotate", str(tmp_path / "a.gif")],
                             "--annotate: write a video"),
         "not_onnx": ([str(still), "--model", str(not_onnx)], "not a readable ONNX model"),
         "wrong_width": ([str(still), "--model", str(wide)], "input shape"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,19 @@ class FrameResult:
         return rows
 
 
+class FacesLeftOut(UserWarning):
+    """A still held more faces than ``max_faces``: only the largest were analysed."""
+
+
+def _warn_left_out(landmarker: FaceLandmarker, name: str) -> None:
+    if landmarker.left_out:
+        n = landmarker.max_faces
+        warnings.warn(FacesLeftOut(
+            f"{name}: more than {n} face{'s' if n > 1 else ''} found; only the largest "
+            f"{'' if n == 1 else f'{n} '}analysed (--max-faces N / max_faces=N for more)"),
+            stacklevel=3)
+
+
 def load_classifier(model: str | os.PathLike | Classifier | None) -> Classifier:
     """The shipped default (``None``), an ``.onnx`` path, or a ready classifier object."""
     if model is None or isinstance(model, str | os.PathLike):
@@ -146,6 +160,8 @@ class EmotionEstimator:
     """Emotion per face in images, videos and camera streams.
 
     ``model``: ``None`` (the shipped classifier), an ``.onnx`` path or a classifier object;
+    ``max_faces``: faces per frame, the largest (a still with more gives a
+    :class:`FacesLeftOut` warning);
     ``smoothing``: ``"ema"``, ``"hmm"`` or ``"none"`` with ``smoothing_params`` in seconds (see
     :mod:`emotion_estimator.temporal`); ``forget_s``: how long a face may be missing before
     its id and filter state are dropped; ``verbose``: let MediaPipe's native log lines (glog,
@@ -201,10 +217,12 @@ class EmotionEstimator:
 
         Inside ``with EmotionEstimator(...) as est:`` one landmarker serves all calls.
         """
+        name = "image" if isinstance(image, np.ndarray) else Path(image).name
         if not isinstance(image, np.ndarray):
             image = read_image(Path(image))
         with self._stills() as landmarker:
             faces = landmarker.detect(image)
+            _warn_left_out(landmarker, name)
         return self.analyzer("none")(Frame(0, 0.0, image), faces).faces
 
     def stream(self, source: FrameSource | str | os.PathLike | int) -> Iterator[FrameResult]:
@@ -217,7 +235,10 @@ class EmotionEstimator:
             landmarkers = self._stills() if still else self.landmarker("video")
             with landmarkers as landmarker:
                 for frame in src:
-                    yield analyze(frame, landmarker.detect(frame.image, frame.timestamp_s))
+                    faces = landmarker.detect(frame.image, frame.timestamp_s)
+                    if still:
+                        _warn_left_out(landmarker, Path(src.name).name)
+                    yield analyze(frame, faces)
         finally:
             if owned:
                 src.close()

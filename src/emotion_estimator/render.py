@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import TempFile, resolve_output
-from .estimator import FrameResult
+from .atomic import TempFile, atomic_path, resolve_output
+from .estimator import FaceResult, FrameResult
 
 # BGR colours per class name; classes not listed get one from the palette
 COLORS = {"happy": (60, 190, 60), "sad": (200, 120, 40), "unknown": (150, 150, 150)}
 PALETTE = ((40, 160, 230), (180, 60, 180), (60, 200, 200), (90, 90, 220))
 NO_FACE = (40, 40, 220)
+UNDECIDED = (110, 110, 110)  # a face whose filter has not chosen a label yet
 MIN_SIDE = 2  # pixels; smaller frames are padded before encoding
 
 
@@ -43,9 +44,9 @@ def annotate(image: np.ndarray, result: FrameResult, classes: Sequence[str]) -> 
         return out
     for face in result.faces:
         x, y, w, h = (round(v) for v in face.box)
-        color = class_color(face.label, classes)
+        color = class_color(face.label, classes) if face.decided else UNDECIDED
         cv2.rectangle(out, (x, y), (x + w, y + h), color, thick + 1, cv2.LINE_AA)
-        text = f"#{face.face_id} {face.label} {face.probabilities.get(face.label, 0):.0%}"
+        text = face_text(face)
         (tw, th), base = cv2.getTextSize(text, font, scale, thick)
         ty = max(y - base - 2, th + 2)
         cv2.rectangle(out, (x, ty - th - 2), (x + tw + 4, ty + base), color, -1)
@@ -53,6 +54,14 @@ def annotate(image: np.ndarray, result: FrameResult, classes: Sequence[str]) -> 
         _bars(out, face.probabilities, classes, (x, min(y + h + 4, height - 1)), max(w, 60),
               scale, font)
     return out
+
+
+def face_text(face: FaceResult) -> str:
+    """``#1 happy 79%``: the label with its own (filtered) probability, also while another
+    class leads but has not yet won the label; ``#1 undecided`` before the first decision."""
+    if not face.decided or face.label is None:
+        return f"#{face.face_id} undecided"
+    return f"#{face.face_id} {face.label} {face.probabilities.get(face.label, 0.0):.0%}"
 
 
 def _bars(out: np.ndarray, probs: dict[str, float], classes: Sequence[str],
@@ -75,6 +84,19 @@ def _bars(out: np.ndarray, probs: dict[str, float], classes: Sequence[str],
         cv2.rectangle(out, (x0, y + 1), (x0 + round((width - label_w) * p), y + bar_h - 1),
                       color, -1)
         y += bar_h + 2
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """An annotated photo, written atomically in the format its suffix names."""
+    import cv2
+
+    path = Path(path)
+    ok, data = cv2.imencode(path.suffix.lower() or ".png", image)
+    if not ok:
+        raise OSError(f"cannot encode an image as {path.suffix}: {path}")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.tobytes())
+    return path
 
 
 class VideoWriter:

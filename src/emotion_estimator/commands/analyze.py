@@ -7,6 +7,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from ..outputs import FORMATS
 from ..temporal import SMOOTHING
 
 VIDEO_OUT = frozenset({".mp4", ".mov", ".m4v", ".avi"})  # what --annotate can write
+IMAGE_OUT = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})  # --annotate of a still
 PLOT_OUT = frozenset({".png", ".svg", ".pdf"})  # what --plot can write
 MAX_FACES = 100  # MediaPipe keeps a buffer per face; beyond this is a typo
 MAX_CAMERA = 2**31 - 1  # OpenCV takes a C int
@@ -62,10 +64,12 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="output format (default: from the --output suffix; jsonl for -)")
     p.add_argument("--blendshapes", action="store_true",
                    help="add the 52 blendshape scores to every row")
-    p.add_argument("--annotate", metavar="OUT.mp4",
-                   help="write the video with boxes, ids, labels and class bars")
+    p.add_argument("--annotate", metavar="OUT.mp4|OUT.jpg",
+                   help="write the video (or, for a photo, the image) with boxes, ids, labels "
+                        "and class bars")
     p.add_argument("--show", action="store_true", help="show annotated frames live (q quits)")
-    p.add_argument("--plot", metavar="PNG", help="timeline of class probabilities per face")
+    p.add_argument("--plot", metavar="PNG",
+                   help="class probabilities per face: a timeline for video, bars for a photo")
     p.add_argument("--model", metavar="ONNX|NAME", help=model_help())
     p.add_argument("--smoothing", choices=SMOOTHING, default="ema",
                    help="temporal filter per face on video (default: ema)")
@@ -74,7 +78,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "hold_s; hmm dwell_s, evidence_s, margin, decide_s")
     p.add_argument("--forget-after", type=finite, default=1.0, metavar="S",
                    help="seconds a face may be missing before its id and filter reset (1.0)")
-    p.add_argument("--max-faces", type=int, default=1, metavar="N", help="faces per frame (1)")
+    p.add_argument("--max-faces", type=int, default=1, metavar="N",
+                   help="faces per frame, the largest (1; a photo with more says so)")
     p.add_argument("--landmarker", metavar="PATH",
                    help="face_landmarker.task to use (default: verified cached copy)")
     p.add_argument("--skip-bad", action="store_true",
@@ -133,8 +138,9 @@ def _validate(args: argparse.Namespace) -> None:
     smoothing_params(args)
     check_table_output(args.output, args.format)  # before any work: a folder, a pipe, ...
     if args.annotate is not None:
-        if Path(args.annotate).suffix.lower() not in VIDEO_OUT:
-            raise InputError(f"--annotate: write a video ({', '.join(sorted(VIDEO_OUT))}), "
+        if Path(args.annotate).suffix.lower() not in VIDEO_OUT | IMAGE_OUT:
+            raise InputError(f"--annotate: write a video ({', '.join(sorted(VIDEO_OUT))}) "
+                             f"or, for a photo, an image ({', '.join(sorted(IMAGE_OUT))}), "
                              f"not {args.annotate}")
         check_output(args.annotate, "--annotate")  # a link loop, a folder: named as such
         if args.annotate == "-" or resolve_output(args.annotate)[1]:
@@ -192,12 +198,13 @@ class Sinks:
         except (OSError, ValueError) as exc:
             raise InputError(str(exc)) from exc
         self.video = None
-        if args.annotate:
+        self.still: Any = None  # the annotated photo, written on close
+        if args.annotate and Path(args.annotate).suffix.lower() in VIDEO_OUT:
             from ..render import VideoWriter
 
             self.video = VideoWriter(args.annotate, fps or 30.0)
         self.timeline: list[dict[str, Any]] = []
-        self._timeline_keys = ("timestamp_s", "face_id", "face_detected",
+        self._timeline_keys = ("timestamp_s", "face_id", "face_detected", "label", "decided",
                                *(f"p_{c}" for c in classes))
         self.quit = False
 
@@ -211,12 +218,14 @@ class Sinks:
             self.writer.write(row)
         if self.args.plot:  # only what the timeline needs: constant-size rows
             self.timeline.extend({k: row.get(k) for k in self._timeline_keys} for row in rows)
-        if self.video is not None or self.args.show:
+        if self.video is not None or self.args.show or self.args.annotate:
             from ..render import annotate
 
             image = annotate(result.image, result, self.classes)
             if self.video is not None:
                 self.video.write(image)
+            elif self.args.annotate:
+                self.still = image
             if self.args.show:
                 self._show(image)
 
@@ -234,6 +243,10 @@ class Sinks:
         self.writer.close()
         if self.video is not None:
             self.video.close()
+        if self.still is not None:
+            from ..render import write_image
+
+            write_image(self.args.annotate, self.still)
         if self.args.show:
             import contextlib
 
@@ -248,6 +261,19 @@ def rescale_box(row: dict[str, Any], scale: float) -> None:
     for key in ("x", "y", "w", "h"):
         if row.get(key) is not None:
             row[key] = round(row[key] / scale, 2)
+
+
+def _check_annotate_kind(args: argparse.Namespace, items: list[Any]) -> None:
+    """``--annotate OUT.jpg`` is for a photo, ``OUT.mp4`` for a video or camera (exit 2)."""
+    from ..errors import InputError
+    from ..video import looks_like_image
+
+    if not args.annotate or not items:
+        return
+    photo = isinstance(items[0], Path) and looks_like_image(items[0])
+    if Path(args.annotate).suffix.lower() in IMAGE_OUT and not photo:
+        raise InputError(f"--annotate {args.annotate}: an image is written for a photo; "
+                         f"for video give {', '.join(sorted(VIDEO_OUT))}")
 
 
 def _estimator(args: argparse.Namespace) -> Any:
@@ -270,23 +296,35 @@ def _analyze(estimator: Any, source: Any, sinks: Sinks, stat: SourceStats,
     """All frames of one source into the sinks (stops early on q in the window)."""
     from tqdm import tqdm
 
+    from ..estimator import FacesLeftOut
+
     bar = tqdm(total=source.frame_count, unit="frame", file=sys.stderr, leave=False,
                desc=Path(source.name).name[-40:],
                disable=no_progress or source.is_live or None)
     start = time.perf_counter()
     try:
-        for result in estimator.stream(source):
-            sinks(result, source_name)
-            stat.frames += 1
-            stat.with_face += bool(result.faces)
-            for face in result.faces:
-                stat.labels[face.face_id][face.label] += 1
-            bar.update()
-            if sinks.quit:
-                break
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FacesLeftOut)
+            _frames(estimator, source, sinks, stat, source_name, bar)
+        for warning in caught:
+            print(f"warning: {warning.message}", file=sys.stderr)
     finally:
         stat.seconds = time.perf_counter() - start
         bar.close()
+
+
+def _frames(estimator: Any, source: Any, sinks: Sinks, stat: SourceStats,
+            source_name: str | None, bar: Any) -> None:
+    """The loop of :func:`_analyze`."""
+    for result in estimator.stream(source):
+        sinks(result, source_name)
+        stat.frames += 1
+        stat.with_face += bool(result.faces)
+        for face in result.faces:
+            stat.labels[face.face_id][face.label if face.decided else "undecided"] += 1
+        bar.update()
+        if sinks.quit:
+            break
 
 
 def run(args: argparse.Namespace) -> int:
@@ -309,6 +347,7 @@ def _run(args: argparse.Namespace) -> int:
         args.landmarker, args.skip_bad)
     if (args.annotate or args.plot) and len(items) > 1:
         raise InputError("--annotate and --plot take a single input")
+    _check_annotate_kind(args, items)
     estimator = _estimator(args)
     many = len(items) + len(skipped) > 1
     columns = estimator.columns(args.blendshapes)
@@ -353,10 +392,11 @@ def _run(args: argparse.Namespace) -> int:
     _summary(stats)
     if sinks is not None and args.plot and sinks.timeline:
         from ..estimator import to_frame
-        from ..timeline import plot_timeline
+        from ..timeline import plot_still, plot_timeline
 
-        plot_timeline(to_frame(sinks.timeline, estimator.columns()), estimator.classes,
-                      args.plot, title=Path(stats[0].name).name if stats else "")
+        plot = plot_still if stats and stats[0].still else plot_timeline
+        plot(to_frame(sinks.timeline, estimator.columns()), estimator.classes, args.plot,
+             title=Path(stats[0].name).name if stats else "")
     if not getattr(estimator.classifier, "trained", True):
         print("warning: the classifier is an untrained placeholder; labels are meaningless",
               file=sys.stderr)
