@@ -117,6 +117,10 @@ class FaceLandmarker:
     0 in video mode) and the largest ``max_faces`` are returned, left to right.
 
     MediaPipe's native start-up log lines are kept off stderr unless ``verbose``.
+
+    ``max_side``: frames larger than this many pixels on their long side are shrunk before
+    MediaPipe sees them (less landmarker work; faces under ~40 px of the shrunk frame are
+    missed sooner); boxes and the normalised landmarks still refer to the frame as given.
     """
 
     def __init__(
@@ -130,6 +134,7 @@ class FaceLandmarker:
         min_tracking_confidence: float = 0.5,
         extra_candidates: int | None = None,
         verbose: bool = False,
+        max_side: int | None = None,
     ) -> None:
         from mediapipe.tasks.python import BaseOptions, vision
 
@@ -143,6 +148,7 @@ class FaceLandmarker:
             extra_candidates = STILL_EXTRA_FACES if mode == "image" else 0
         self.mode = mode
         self.max_faces = max_faces
+        self.max_side = max_side
         running = vision.RunningMode.IMAGE if mode == "image" else vision.RunningMode.VIDEO
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(landmarker_path(model_path))),
@@ -167,6 +173,9 @@ class FaceLandmarker:
         """
         import mediapipe as mp
 
+        height, width = image.shape[:2]
+        if self.max_side and max(height, width) > self.max_side:
+            image = shrink(image, self.max_side)
         rgb = _to_rgb(image, bgr)
         mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
         if self.mode == "image":
@@ -177,7 +186,6 @@ class FaceLandmarker:
             ms = max(int(round(timestamp_s * 1000)), self._last_ms + 1)
             self._last_ms = ms
             result = self._landmarker.detect_for_video(mp_image, ms)
-        height, width = rgb.shape[:2]
         faces = []
         for shapes, marks in zip(result.face_blendshapes, result.face_landmarks, strict=True):
             scores = np.fromiter(map(_SCORE, shapes), dtype=np.float32, count=len(shapes))
@@ -202,6 +210,18 @@ class FaceLandmarker:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+
+def shrink(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image`` scaled down to ``max_side`` pixels on its long side (2x2 averages for an exact
+    half, else linear: a 1080p frame costs ~0.6 ms, not the ~4 ms of a generic area resize)."""
+    import cv2
+
+    height, width = image.shape[:2]
+    f = max_side / max(height, width)
+    size = (max(1, round(width * f)), max(1, round(height * f)))
+    half = size == (width // 2, height // 2) and width % 2 == 0 and height % 2 == 0
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if half else cv2.INTER_LINEAR)
 
 
 def _to_rgb(image: np.ndarray, bgr: bool) -> np.ndarray:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from .blendshapes import BLENDSHAPE_NAMES, Face, FaceLandmarker
+from .runahead import run_ahead
 from .sources import open_source
 from .temporal import FilterBank
 from .tracking import FaceTracker
@@ -27,6 +28,8 @@ from .video import Frame, FrameSource, ImageSource, read_image
 
 if TYPE_CHECKING:
     import pandas as pd
+
+LOW_POWER_SIDE = 640  # low_power: the long side of the frames MediaPipe sees, in pixels
 
 
 class Classifier(Protocol):
@@ -167,6 +170,12 @@ class EmotionEstimator:
     its id and filter state are dropped; ``verbose``: let MediaPipe's native log lines (glog,
     TFLite) through to stderr (quiet by default).
 
+    Streams run MediaPipe one frame ahead on a thread of their own while the caller's thread
+    classifies, filters and consumes the previous result (same results, same order as one
+    thread). ``low_power=True`` is for a robot's single core: no second thread, and MediaPipe
+    sees frames shrunk to ``LOW_POWER_SIDE`` pixels on their long side (less landmarker work
+    on large frames; faces under ~40 px of the shrunk frame are missed sooner).
+
     >>> est = EmotionEstimator(smoothing="ema")
     >>> for result in est.stream(0):  # camera 0; or a video path, or a FrameSource
     ...     for face in result.faces:
@@ -176,7 +185,8 @@ class EmotionEstimator:
     def __init__(self, model: str | os.PathLike | Classifier | None = None, max_faces: int = 1,
                  smoothing: str = "ema", *, smoothing_params: Mapping[str, Any] | None = None,
                  forget_s: float = 1.0, landmarker: str | os.PathLike | None = None,
-                 min_detection_confidence: float = 0.5, verbose: bool = False) -> None:
+                 min_detection_confidence: float = 0.5, verbose: bool = False,
+                 low_power: bool = False) -> None:
         if max_faces < 1:
             raise ValueError("max_faces must be at least 1")
         self.classifier = load_classifier(model)
@@ -188,6 +198,7 @@ class EmotionEstimator:
         self._landmarker_path = landmarker
         self._confidence = min_detection_confidence
         self.verbose = verbose
+        self.low_power = low_power
         self._image_landmarker: FaceLandmarker | None = None
         self._pushed: tuple[FaceLandmarker, FrameAnalyzer] | None = None
         self._pushed_frames = 0
@@ -204,7 +215,8 @@ class EmotionEstimator:
     def landmarker(self, mode: str = "video") -> FaceLandmarker:
         """A new MediaPipe landmarker configured like this estimator."""
         return FaceLandmarker(self._landmarker_path, mode=mode, max_faces=self.max_faces,
-                              min_detection_confidence=self._confidence, verbose=self.verbose)
+                              min_detection_confidence=self._confidence, verbose=self.verbose,
+                              max_side=LOW_POWER_SIDE if self.low_power else None)
 
     def analyzer(self, smoothing: str | None = None) -> FrameAnalyzer:
         """A fresh per-stream state (ids from 0, empty filters)."""
@@ -234,11 +246,17 @@ class EmotionEstimator:
             analyze = self.analyzer("none" if still else None)
             landmarkers = self._stills() if still else self.landmarker("video")
             with landmarkers as landmarker:
-                for frame in src:
+
+                def detect(frame: Frame) -> list[Face]:
                     faces = landmarker.detect(frame.image, frame.timestamp_s)
                     if still:
                         _warn_left_out(landmarker, Path(src.name).name)
-                    yield analyze(frame, faces)
+                    return faces
+
+                ahead = 0 if still or self.low_power else 1 if src.is_live else 2
+                with contextlib.closing(run_ahead(src, detect, ahead, "landmarker")) as found:
+                    for frame, faces in found:
+                        yield analyze(frame, faces)
         finally:
             if owned:
                 src.close()
