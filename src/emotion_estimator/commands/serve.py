@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..temporal import SMOOTHING
+from .view_options import add_view_options, view_kwargs
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -46,6 +47,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-decodes", type=int, default=2, metavar="N",
                    help="images decoded at once; others wait (2)")
     p.add_argument("--model", metavar="ONNX|NAME", help="classifier (default: shipped)")
+    add_view_options(p)
     p.add_argument("--smoothing", choices=SMOOTHING, default="ema",
                    help="temporal filter per face (default: ema)")
     p.add_argument("--max-faces", type=int, default=1, metavar="N", help="faces per frame (1)")
@@ -180,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         estimator = EmotionEstimator(args.model, max_faces=args.max_faces,
-                                     smoothing=args.smoothing, landmarker=args.landmarker)
+                                     smoothing=args.smoothing, landmarker=args.landmarker,
+                                     **view_kwargs(args))
     except (ValueError, OSError) as exc:
         raise InputError(str(exc)) from exc
     source = _open(args)
@@ -205,11 +208,10 @@ def run(args: argparse.Namespace) -> int:
         if source is not None:
             source.close()
     pipeline = app.state.server.pipeline
-    if pipeline is not None and pipeline.error:
-        print(f"emotion-estimator: error: {pipeline.error}", file=sys.stderr)
-        return 1
-    if pipeline is not None and pipeline.gone:
-        print(f"emotion-estimator: error: source {source.name} ended", file=sys.stderr)
-        return 1
+    if pipeline is not None and pipeline.gone:  # failed or ended by itself
+        print(f"emotion-estimator: error: {pipeline.error or f'source {source.name} ended'}",
+              file=sys.stderr)
+        if not config.keep_serving:
+            return 1
     print("stopped", file=sys.stderr)
     return 0
