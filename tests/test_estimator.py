@@ -88,7 +88,11 @@ def test_two_faces_get_distinct_ids_left_to_right(estimator, media, tiny_model):
     assert faces[0].box[0] < faces[1].box[0]
     assert estimator.analyze_image(media / "no_face.jpg") == []
     # max_faces=1 on the group photo: the larger face (MediaPipe alone would give none)
-    (one,) = EmotionEstimator(tiny_model, max_faces=1).analyze_image(media / "multi_face.jpg")
+    from emotion_estimator.estimator import FacesLeftOut
+
+    with pytest.warns(FacesLeftOut, match="more than 1 face found"):  # never silently
+        (one,) = EmotionEstimator(tiny_model, max_faces=1).analyze_image(
+            media / "multi_face.jpg")
     assert one.box == max(faces, key=lambda f: f.box[2] * f.box[3]).box
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from ..outputs import FORMATS
 from .analyze import MAX_FACES, camera_index, rescale_box
@@ -86,6 +87,10 @@ def _run(args: argparse.Namespace) -> int:
                            desc=source.name[-40:], disable=args.no_progress or None)
                 for frame in bar:
                     result = track(frame, landmarker.detect(frame.image, frame.timestamp_s))
+                    if landmarker.left_out:  # a photo with more faces than --max-faces
+                        print(f"warning: {Path(source.name).name}: more than "
+                              f"{args.max_faces} face(s) found; only the largest kept "
+                              "(--max-faces N for more)", file=sys.stderr)
                     frames += 1
                     with_face += bool(result.faces)
                     for row in result.rows(blendshapes=True):
