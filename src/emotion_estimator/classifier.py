@@ -179,6 +179,11 @@ class EmotionClassifier:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # all graph rewrites (basic or extended: the fusion graph runs 2x slower); idle pool
+        # threads sleep instead of spinning (2 threads spinning: 2.9 ms CPU per call, 1.1 not)
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = ort.InferenceSession(
                 str(model), sess_options=options, providers=["CPUExecutionProvider"]
