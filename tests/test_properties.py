@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hostile import jpeg_header, png_header
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_video import write_video
@@ -272,3 +274,177 @@ def test_generated_options(data, command, with_input, seeds, landmarker_model, c
                       else str(world / v) for v in option[1:]]
             argv += [option[0], *values]
         check_run(argv, world, [str(world / "rows.csv")], capsys)
+
+
+# ---- the server's request handlers and the image-admission rule (issue 17) -------------------
+# Driven through ASGI directly (no sockets): any body, any Host / Origin / Sec-Fetch-Site, any
+# frame sequence ends in a JSON answer with a status the schema names, never an exception.
+
+SERVE_HOST = "127.0.0.1:8765"
+FOREIGN = "https://app.example"
+HEADER_TEXT = st.one_of(st.sampled_from([SERVE_HOST, "localhost:8765", "[::1]:8765",
+                                         "evil.example", "127.0.0.1.evil.example", "", " ",
+                                         "null", f"http://{SERVE_HOST}", FOREIGN,
+                                         "http://evil.example", "cross-site", "same-origin"]),
+                        st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=40))
+
+
+def _seed_image(ext: str) -> bytes:
+    return cv2.imencode(ext, _image("bgr", 24, 16))[1].tobytes()
+
+
+def _mutated(data: bytes, at: int, value: int, cut: float) -> bytes:
+    out = bytearray(data[: max(1, int(len(data) * cut))])
+    out[at % len(out)] = value
+    return bytes(out)
+
+
+IMAGE_BODY = st.one_of(
+    st.binary(max_size=300),
+    st.builds(_mutated, st.sampled_from([_seed_image(e) for e in
+                                         (".png", ".jpg", ".bmp", ".webp", ".tiff", ".gif")]),
+              st.integers(0, 40), st.integers(0, 255), st.floats(0.05, 1.0)),
+    st.builds(png_header, st.integers(0, 2**31 - 1), st.integers(0, 2**31 - 1)),
+    st.builds(jpeg_header, st.integers(0, 65535), st.integers(0, 65535)),
+)
+
+
+@pytest.fixture(scope="module")
+def asgi(landmarker_model):
+    """A server app (no source, one foreign origin allowed), its classifier and one loop."""
+    pytest.importorskip("starlette")
+    pytest.importorskip("prometheus_client")
+    import asyncio
+
+    from test_serve_support import Scripted
+
+    from emotion_estimator import EmotionEstimator
+    from emotion_estimator.serve import ServeConfig, create_app
+
+    classifier = Scripted(switch=10**9)
+    estimator = EmotionEstimator(classifier)
+    app = create_app(estimator, None, ServeConfig(cors_origins=(FOREIGN,),
+                                                  max_image_bytes=4096))
+    loop = asyncio.new_event_loop()
+    with estimator:
+        yield app, classifier, loop
+    loop.close()
+
+
+def _scope(kind: str, path: str, headers: dict[str, str]) -> dict:
+    return {"type": kind, "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "http",
+            "method": "POST" if path == "/v1/analyze" else "GET", "path": path,
+            "raw_path": path.encode(), "query_string": b"", "root_path": "",
+            "headers": [(k.encode(), v.encode("latin-1")) for k, v in headers.items()],
+            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8765)}
+
+
+def _http(asgi, path: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, dict]:
+    app, _, loop = asgi
+    incoming = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    loop.run_until_complete(app(_scope("http", path, headers), receive, send))
+    status, headers = sent[0]["status"], dict(sent[0]["headers"])
+    payload = b"".join(m.get("body", b"") for m in sent[1:])
+    is_json = headers.get(b"content-type") == b"application/json"
+    return status, (json.loads(payload) if is_json else {})
+
+
+@BOUNDED
+@given(body=IMAGE_BODY, host=HEADER_TEXT, origin=st.one_of(st.none(), HEADER_TEXT),
+       fetch_site=st.one_of(st.none(), HEADER_TEXT),
+       content_type=st.sampled_from(["image/jpeg", "text/plain", "application/octet-stream",
+                                     "multipart/form-data; boundary=x", ""]))
+def test_analyze_handler_answers_any_request_with_json(asgi, body, host, origin, fetch_site,
+                                                       content_type):
+    from emotion_estimator.serve.security import host_name
+
+    headers = {"host": host, "content-type": content_type}
+    if origin is not None:
+        headers["origin"] = origin
+    if fetch_site is not None:
+        headers["sec-fetch-site"] = fetch_site
+    calls = asgi[1].calls
+    status, payload = _http(asgi, "/v1/analyze", headers, body)
+    assert status in (200, 400, 403, 413)
+    assert (status == 200) == ("faces" in payload) and (status == 200) != ("error" in payload)
+    foreign = origin is not None and origin.strip().lower() not in (f"http://{SERVE_HOST}",
+                                                                     FOREIGN)
+    if host_name(host) not in ("127.0.0.1", "localhost", "::1") or foreign:
+        assert status == 403 and asgi[1].calls == calls  # refused before any work
+
+
+@BOUNDED
+@given(path=st.sampled_from(["/healthz", "/metrics", "/", "/nowhere"]), host=HEADER_TEXT,
+       origin=st.one_of(st.none(), HEADER_TEXT))
+def test_get_handlers_answer_any_host_and_origin(asgi, path, host, origin):
+    headers = {"host": host, **({"origin": origin} if origin is not None else {})}
+    status, _ = _http(asgi, path, headers)
+    assert status in (200, 403, 404)
+
+
+@BOUNDED
+@given(frames=st.lists(IMAGE_BODY, min_size=1, max_size=4))
+def test_frames_handler_answers_each_frame(asgi, frames):
+    """A client that waits for each reply: every frame gets one message, ``frame`` or an
+    ``error`` with 400 / 413, and the connection ends with the client, not with an error."""
+    app, _, loop = asgi
+    import asyncio
+
+    incoming = [{"type": "websocket.connect"}]
+    pending = list(frames)
+    replies: list[dict] = []
+    closed: list[dict] = []
+    answered = asyncio.Event()
+
+    async def receive() -> dict:
+        if incoming:
+            return incoming.pop(0)
+        while len(replies) < len(frames) - len(pending):  # the last frame's reply first
+            answered.clear()
+            await answered.wait()
+        if pending:
+            return {"type": "websocket.receive", "bytes": pending.pop(0)}
+        return {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "websocket.send":
+            replies.append(json.loads(message["text"]))
+            answered.set()
+        elif message["type"] == "websocket.close":
+            closed.append(message)
+
+    headers = {"host": SERVE_HOST}
+    loop.run_until_complete(asyncio.wait_for(
+        app(_scope("websocket", "/v1/frames", headers) | {"subprotocols": []}, receive, send),
+        timeout=60))
+    assert len(replies) == len(frames) and not closed
+    for reply in replies:
+        assert reply["type"] == "frame" or (reply["type"] == "error"
+                                            and reply["status"] in (400, 413))
+
+
+@BOUNDED
+@given(body=IMAGE_BODY)
+def test_admission_says_yes_or_image_rejected_never_anything_else(body):
+    from emotion_estimator.admission import MIN_SIDE, ImageRejected, admit, decode
+
+    try:
+        declared = admit(body, max_pixels=4096 * 4096)
+    except ImageRejected as exc:
+        assert exc.status in (400, 413) and "\n" not in str(exc)
+        return
+    assert declared.pixels <= 4096 * 4096 and min(declared.width, declared.height) >= MIN_SIDE
+    try:
+        image = decode(body, max_pixels=4096 * 4096)
+    except ImageRejected as exc:
+        assert exc.status == 400
+    else:
+        assert image.dtype == np.uint8 and image.size > 0
