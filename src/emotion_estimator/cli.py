@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "analyze": "emotion per face and frame of images, videos or a camera",
     "blendshapes": "per-frame table of the 52 MediaPipe blendshapes",
     "batch": "a corpus on a process pool or Ray -> Parquet rows + manifest, resumable",
+    "summarize": "a result table per face, as label episodes, or as change events",
     "prepare": "FER2013 or a labelled folder -> blendshape dataset (caps, detection, augmentation)",
     "select-blendshapes": "choose blendshapes by the paper's threshold rule",
     "train": "train a classifier on a prepared dataset (fusion: the default; lstm, dense: the "
