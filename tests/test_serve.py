@@ -185,6 +185,24 @@ def test_frames_endpoint_returns_results_and_rejects_bad_frames(live, media):
         assert closed.value.rcvd.code == 1009
 
 
+def test_frames_carry_the_senders_timestamp(live, media):
+    """``{"timestamp_s": T}`` before a frame: the frame is filtered at the robot's time T."""
+    address, _ = live
+    photo = (media / "single_face.jpg").read_bytes()
+    with ws(f"ws://{address}/v1/frames") as conn:
+        stamps = []
+        for t in (100.0, 100.25, 100.5):
+            conn.send(json.dumps({"timestamp_s": t}))
+            conn.send(photo)
+            stamps.append(json.loads(conn.recv(timeout=20))["timestamp_s"])
+        assert stamps == [100.0, 100.25, 100.5]
+        conn.send(photo)  # unstamped: the time since the connection opened, on receipt
+        assert json.loads(conn.recv(timeout=20))["timestamp_s"] < 100
+        conn.send(json.dumps({"timestamp_s": 99.0}))
+        error = json.loads(conn.recv(timeout=10))
+        assert error["status"] == 400 and "backwards" in error["error"]
+
+
 def test_events_at_real_label_changes_and_events_only(scripted, media):
     """Frames sent by a "robot"; the classifier turns from happy to sad at call 13: one event
     happy -> sad at that change, none for the face's first decision; ``events_only``

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -238,7 +240,8 @@ class Server:
 
     async def _frames_loop(self, ws: WebSocket, session: FramesSession) -> None:
         limit, lock = self.config.max_frame_bytes, asyncio.Lock()
-        slot: list[tuple[bytes, float]] = []  # the newest frame not yet analysed (0 or 1)
+        slot: list[tuple[bytes, float, float | None]] = []  # the newest frame not analysed
+        stamp = SenderStamp()
         ready = asyncio.Event()
 
         async def send(text: str) -> None:
@@ -252,15 +255,16 @@ class Server:
                 if message["type"] == "websocket.disconnect":
                     return None
                 received, data = time.monotonic(), message.get("bytes")
-                if data is None:
-                    await send(_error_text(400, "send frames as binary JPEG/PNG"))
+                if data is None:  # {"timestamp_s": T}: the sender's time of the next frame
+                    if problem := stamp.read(message.get("text")):
+                        await send(_error_text(400, problem))
                 elif len(data) > limit:
                     await send(_error_text(413, f"frame larger than {limit} bytes"))
                     return WS_TOO_BIG
                 else:
                     if slot:
                         session.dropped += 1
-                    slot[:] = [(data, received)]
+                    slot[:] = [(data, received, stamp.take())]
                     ready.set()
 
         async def work() -> int | None:
@@ -270,14 +274,14 @@ class Server:
                 ready.clear()
                 if not slot:
                     continue
-                data, received = slot.pop()
+                data, received, timestamp_s = slot.pop()
                 try:
                     image = await self._decode(data)
                 except ImageRejected as exc:
                     await send(_error_text(exc.status, exc.reason))
                     continue
                 try:
-                    messages = await session.analyze(image, received)
+                    messages = await session.analyze(image, received, timestamp_s)
                 except Exception as exc:  # noqa: BLE001 - told to the client, one log line
                     log.error("%s failed: %s", session.name, describe(exc))
                     await send(_error_text(500, "analysis failed"))
@@ -312,6 +316,37 @@ class Server:
         if code is not None:
             with contextlib.suppress(Exception):
                 await ws.close(code)
+
+
+class SenderStamp:
+    """``/v1/frames``: a text message ``{"timestamp_s": T}`` stamps the next binary frame
+    with the sender's capture time (seconds, not going backwards), so its filters run on the
+    robot's clock; frames without one get the time of their receipt."""
+
+    def __init__(self) -> None:
+        self.pending: float | None = None
+        self.last = -math.inf
+
+    def read(self, text: str | None) -> str | None:
+        """Take a stamp message; the error to send back, or None."""
+        try:
+            value = json.loads(text or "")["timestamp_s"]
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and \
+                math.isfinite(value)
+        except (ValueError, TypeError, KeyError):
+            ok = False
+        if not ok:
+            return ('send frames as binary JPEG/PNG, each optionally after a text message '
+                    '{"timestamp_s": SECONDS}')
+        if value < self.last:
+            return f"timestamp_s must not go backwards ({value} after {self.last})"
+        self.pending = self.last = float(value)
+        return None
+
+    def take(self) -> float | None:
+        """The stamp of the frame just received (None: unstamped)."""
+        value, self.pending = self.pending, None
+        return value
 
 
 def create_app(estimator: EmotionEstimator, source: FrameSource | None = None,

@@ -145,8 +145,11 @@ class PushSource(FrameSource):
         self._count = 0
         self._t0 = time.monotonic()
 
-    def push(self, image: np.ndarray, received: float) -> None:
-        self._queue.put(LiveFrame(self._count, received - self._t0, image, captured=received,
+    def push(self, image: np.ndarray, received: float, timestamp_s: float | None = None) -> None:
+        """Queue a frame; its time is the sender's ``timestamp_s`` when given, else the
+        seconds since the connection opened at its receipt."""
+        ts = received - self._t0 if timestamp_s is None else timestamp_s
+        self._queue.put(LiveFrame(self._count, ts, image, captured=received,
                                   wall=time.time() - (time.monotonic() - received)))
         self._count += 1
 
@@ -184,9 +187,10 @@ class FramesSession:
         except Exception as exc:  # noqa: BLE001 - handed to the connection
             self.loop.call_soon_threadsafe(self.results.put_nowait, exc)
 
-    async def analyze(self, image: np.ndarray, received: float) -> list[dict[str, Any]]:
+    async def analyze(self, image: np.ndarray, received: float,
+                      timestamp_s: float | None = None) -> list[dict[str, Any]]:
         """The messages for one frame (the frame message, then any events)."""
-        self.source.push(image, received)
+        self.source.push(image, received, timestamp_s)
         out = await self.results.get()
         if isinstance(out, BaseException):
             raise out
