@@ -24,6 +24,7 @@ from emotion_estimator.blendshapes import BLENDSHAPE_NAMES, Face  # noqa: E402
 from emotion_estimator.classifier import EmotionClassifier, metadata_path  # noqa: E402
 from emotion_estimator.cli import cli  # noqa: E402
 from emotion_estimator.errors import InputError  # noqa: E402
+from emotion_estimator.expressions import EXPRESSIONS  # noqa: E402
 from emotion_estimator.features import LEFT_EYE, N_LANDMARKS, RIGHT_EYE, build  # noqa: E402
 from emotion_estimator.training.fusion_augment import (  # noqa: E402
     AugmentConfig,
@@ -42,10 +43,10 @@ from emotion_estimator.training.fusion_train import (  # noqa: E402
     CHECKPOINT,
     STATE,
     FusionConfig,
-    fit_operating_point,
     load_fusion,
     train_fusion,
 )
+from emotion_estimator.training.operating_points import fit_operating_point  # noqa: E402
 
 CLASSES = ("happy", "sad", "unknown")
 SIZE = 48
@@ -147,7 +148,10 @@ def test_train_learns_toy_task_and_writes_run(run) -> None:
     with torch.no_grad():
         logits, aux = model(**{k: torch.from_numpy(v) for k, v in splits["val"].inputs.items()})
     assert (logits.argmax(1).numpy() == splits["val"].y).mean() >= 0.75
-    assert set(aux) == {"face", "landmarks", "blendshapes"}  # no fine logits in eval mode
+    assert set(aux) == {"face", "landmarks", "blendshapes", "fine"}  # the expression head
+    assert stored["fine_temperature"] > 0 and stored["fine_classes"] == list(FINE_CLASSES)
+    assert set(stored["operating_points"]) == {"balanced", "sad-sensitive"}
+    assert stored["operating_points"]["balanced"] == {c: 0.0 for c in CLASSES}
     assert stored["temperature"] > 0 and len(stored["offsets"]) == 3
 
 
@@ -274,7 +278,8 @@ def test_export_matches_torch_and_declares_inputs(run, tmp_path) -> None:
     assert meta["onnx_torch_max_abs_diff"] <= 1e-4
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    assert [o.name for o in session.get_outputs()] == ["probs"]  # no fine head output
+    assert [o.name for o in session.get_outputs()] == ["probs", "expressions"]
+    assert stored["expressions"] == list(EXPRESSIONS)
     assert session.get_outputs()[0].shape[1] == len(CLASSES)
 
     clf = EmotionClassifier.load(onnx_path)

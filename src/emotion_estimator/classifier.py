@@ -10,9 +10,15 @@ provenance). Two metadata layouts:
   per entry, built by :mod:`emotion_estimator.features` from the faces and their frame
   (normalisation inside the graph). :meth:`EmotionClassifier.predict_faces` feeds them.
 
-Every prediction goes through :meth:`EmotionClassifier.predict_inputs` (ready inputs by name:
+Every prediction goes through :meth:`EmotionClassifier.predict_views` (ready inputs by name:
 what :func:`emotion_estimator.features.build` returns, or the same arrays read back from a
-prepared dataset).
+prepared dataset). Optional metadata:
+
+- ``expressions``: the seven expression names (:mod:`emotion_estimator.expressions`) of the
+  graph's second output, the expression view; ``null`` or absent: no view.
+- ``operating_points``: ``{name: {class: logit offset}}`` relative to the graph's own
+  (``balanced``) point, applied at run time by :func:`apply_operating_point`; absent: only
+  ``balanced``.
 
 This module never imports torch.
 """
@@ -28,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from . import expressions as expr
 from . import features
 from .blendshapes import BLENDSHAPE_NAMES, Face
 from .errors import InputError
@@ -85,6 +92,9 @@ def _read_metadata(path: Path) -> dict[str, Any]:
         raise InputError(f"model metadata {path} lacks 'classes'")
     if not isinstance(meta["classes"], list) or len(meta["classes"]) < 2:
         raise InputError(f"model metadata {path}: needs at least two classes")
+    meta["operating_points"] = _operating_points(meta, path)
+    if meta.get("expressions") is not None:
+        meta["expressions"] = list(expr.validate(meta["expressions"], f"model metadata {path}"))
     if "inputs" in meta:
         try:
             meta["inputs"] = features.validate_inputs(meta["inputs"], f"model metadata {path}")
@@ -102,6 +112,52 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     if not isinstance(norm, dict) or any(len(norm.get(s) or ()) != k for s in ("mean", "std")):
         raise InputError(f"model metadata {path}: normalization needs mean and std of length {k}")
     return meta
+
+
+def _operating_points(meta: dict[str, Any], path: Path) -> dict[str, dict[str, float]]:
+    """The metadata's named points, checked: each a ``{class: finite offset}`` over known
+    classes; ``balanced`` (all zero) is always there."""
+    points = meta.get("operating_points") or {}
+    if not isinstance(points, dict):
+        raise InputError(f"model metadata {path}: 'operating_points' must be an object")
+    checked = {"balanced": {c: 0.0 for c in meta["classes"]}}
+    for name, offsets in points.items():
+        if not isinstance(offsets, dict):
+            raise InputError(f"model metadata {path}: operating point {name!r} must map "
+                             "class names to offsets")
+        unknown = sorted(set(offsets) - set(meta["classes"]))
+        if unknown:
+            raise InputError(f"model metadata {path}: operating point {name!r} names unknown "
+                             f"classes {unknown} (classes: {meta['classes']})")
+        values = {c: offsets.get(c, 0.0) for c in meta["classes"]}
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
+                   for v in values.values()):
+            raise InputError(f"model metadata {path}: operating point {name!r} needs finite "
+                             "numeric offsets")
+        checked[str(name)] = {c: float(v) for c, v in values.items()}
+    return checked
+
+
+def operating_point_offsets(classifier: Any, name: str) -> np.ndarray | None:
+    """The logit offsets of ``name`` for ``classifier`` (None: the graph's own point), or an
+    :class:`InputError` listing the names it has. A classifier without stored points offers
+    ``balanced`` only."""
+    points = getattr(classifier, "operating_points", None) or {
+        "balanced": {c: 0.0 for c in classifier.classes}}
+    if name not in points:
+        raise InputError(f"unknown operating point {name!r}; this model has: "
+                         f"{', '.join(points)}")
+    offsets = np.array([points[name][c] for c in classifier.classes], np.float64)
+    return offsets if offsets.any() else None
+
+
+def apply_operating_point(p: np.ndarray, offsets: np.ndarray | None) -> np.ndarray:
+    """``softmax(log p + offsets)`` row by row (``None``: ``p`` unchanged)."""
+    if offsets is None or not len(p):
+        return p
+    z = np.log(np.clip(np.asarray(p, np.float64), 1e-7, None)) + offsets
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64,
@@ -134,7 +190,9 @@ class EmotionClassifier:
         self.metadata = metadata
         self.path = path
         self.classes: tuple[str, ...] = tuple(metadata["classes"])
-        self._output = session.get_outputs()[0].name
+        self.expressions: tuple[str, ...] = tuple(metadata.get("expressions") or ())
+        self.operating_points: dict[str, dict[str, float]] = metadata["operating_points"]
+        self._outputs = [o.name for o in session.get_outputs()[:2 if self.expressions else 1]]
         graph = {i.name: i for i in session.get_inputs()}
         self._batch_one = False
         if "inputs" in metadata:
@@ -208,16 +266,32 @@ class EmotionClassifier:
 
         ``image`` may be ``None`` only for blendshape models.
         """
+        return self.predict_faces_views(faces, image)[0]
+
+    def predict_inputs(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Ready inputs by name -> ``(n, len(classes))`` (see :meth:`predict_views`)."""
+        return self.predict_views(inputs)[0]
+
+    def predict_faces_views(self, faces: Sequence[Face], image: np.ndarray | None = None,
+                            ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Like :meth:`predict_faces`, with the expression view (see :meth:`predict_views`)."""
         if not faces:
-            return np.zeros((0, len(self.classes)), dtype=np.float32)
+            return self._empty()
         try:
             feeds = features.build(self.inputs, faces, image)
         except ValueError as exc:
             raise InputError(str(exc)) from exc
-        return self.predict_inputs(feeds)
+        return self.predict_views(feeds)
 
-    def predict_inputs(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Ready inputs, one per entry of :attr:`inputs` by its name -> ``(n, len(classes))``.
+    def _empty(self) -> tuple[np.ndarray, np.ndarray | None]:
+        return (np.zeros((0, len(self.classes)), np.float32),
+                np.zeros((0, len(self.expressions)), np.float32) if self.expressions else None)
+
+    def predict_views(self, inputs: Mapping[str, np.ndarray],
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Ready inputs, one per entry of :attr:`inputs` by its name -> ``(n, len(classes))``
+        class probabilities and ``(n, 7)`` probabilities over :attr:`expressions` (None for a
+        model without the expression view).
 
         Each array has the batch first: ``blendshapes`` ``(n, 52)`` float scores in MediaPipe
         order (a blendshape model selects and standardises them here), ``landmarks``
@@ -248,7 +322,7 @@ class EmotionClassifier:
             n = len(arr)
             feeds[name] = arr
         if not n:
-            return np.zeros((0, len(self.classes)), dtype=np.float32)
+            return self._empty()
         if self._legacy:  # selection and standardisation of the blendshape model
             name = wanted[0]
             feeds[name] = (feeds[name][:, self._columns].astype(np.float32) - self._mean) \
@@ -275,15 +349,17 @@ class EmotionClassifier:
             )
         return self.predict_inputs({self.inputs[0]["name"]: x})
 
-    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    def _run(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         feeds = {k: np.ascontiguousarray(v, dtype=self._dtypes[k]) for k, v in feeds.items()}
         if self._batch_one:  # a graph exported with a fixed batch of 1: one face at a time
             n = len(next(iter(feeds.values())))
-            parts = [self._session.run([self._output], {k: v[i:i + 1] for k, v in feeds.items()})
-                     [0] for i in range(n)]
-            return np.concatenate(parts).astype(np.float32, copy=False)
-        (p,) = self._session.run([self._output], feeds)
-        return p.astype(np.float32, copy=False)
+            runs = [self._session.run(self._outputs, {k: v[i:i + 1] for k, v in feeds.items()})
+                    for i in range(n)]
+            outs = [np.concatenate(part) for part in zip(*runs, strict=True)]
+        else:
+            outs = self._session.run(self._outputs, feeds)
+        outs = [o.astype(np.float32, copy=False) for o in outs]
+        return outs[0], (outs[1] if self.expressions else None)
 
     def predict(self, x: np.ndarray) -> list[str]:
         """The most probable class name per row (blendshape models)."""
@@ -320,7 +396,14 @@ def _check_graph(session: Any, meta: dict[str, Any], model: Path) -> None:
                 or node.type not in _ORT_TYPES:
             raise InputError(f"model {model} takes input shape {shape} ({node.type}), but its "
                              f"metadata lists {k} blendshapes")
-    out = session.get_outputs()[0].shape
+    outputs = session.get_outputs()
+    out = outputs[0].shape
     if len(out) != 2 or (isinstance(out[1], int) and out[1] != len(meta["classes"])):
         raise InputError(f"model {model} outputs shape {out}, but its metadata lists "
                          f"{len(meta['classes'])} classes")
+    if meta.get("expressions"):
+        shape = outputs[1].shape if len(outputs) > 1 else None
+        if shape is None or len(shape) != 2 or (isinstance(shape[1], int)
+                                               and shape[1] != len(meta["expressions"])):
+            raise InputError(f"model {model}: its metadata declares an expression view but the "
+                             "graph has no second output of 7 probabilities")

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from .blendshapes import BLENDSHAPE_NAMES, Face, FaceLandmarker
+from .classifier import apply_operating_point, operating_point_offsets
+from .expressions import valence_arousal
 from .runahead import run_ahead
 from .sources import open_source
 from .temporal import FilterBank
@@ -44,12 +46,17 @@ class Classifier(Protocol):
     def predict_proba(self, x: np.ndarray) -> np.ndarray: ...
 
 
-def classify(classifier: Classifier, faces: list[Face], image: np.ndarray | None) -> np.ndarray:
-    """One batch: the faces of one frame -> ``(n, len(classes))`` probabilities."""
+def classify(classifier: Classifier, faces: list[Face],
+             image: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """One batch: the faces of one frame -> ``(n, len(classes))`` probabilities and, for a
+    model with the expression view, ``(n, 7)`` expression probabilities (else None)."""
+    views = getattr(classifier, "predict_faces_views", None)
+    if views is not None:
+        return views(faces, image)
     predict_faces = getattr(classifier, "predict_faces", None)
     if predict_faces is not None:
-        return predict_faces(faces, image)
-    return classifier.predict_proba(np.stack([f.scores for f in faces]))
+        return predict_faces(faces, image), None
+    return classifier.predict_proba(np.stack([f.scores for f in faces])), None
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,10 @@ class FaceResult:
     """One face in one frame: its id, box, label and class probabilities.
 
     ``probabilities`` are the filtered ones the label is based on; ``raw_probabilities`` the
-    classifier's output for this frame alone; ``decided`` whether the face's temporal filter
+    classifier's output for this frame alone (after the operating point); ``expression``
+    and ``expression_probabilities`` the seven-expression view filtered the same way, and
+    ``valence``/``arousal`` an estimate from it (:mod:`emotion_estimator.expressions`), all
+    None / empty for a model without the view; ``decided`` whether the face's temporal filter
     has given it a label of its own yet (an undecided face reads ``unknown`` without having
     chosen it; displays show it as undecided); ``scores`` the 52 blendshapes (MediaPipe order).
     """
@@ -69,6 +79,10 @@ class FaceResult:
     raw_probabilities: dict[str, float]
     decided: bool = field(default=True, kw_only=True)
     scores: np.ndarray = field(repr=False)
+    expression: str | None = field(default=None, kw_only=True)
+    expression_probabilities: dict[str, float] = field(default_factory=dict, kw_only=True)
+    valence: float | None = field(default=None, kw_only=True)
+    arousal: float | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,11 @@ class FrameResult:
             if face.label is not None:
                 row["label"], row["decided"] = face.label, face.decided
             row.update({f"p_{c}": round(p, 5) for c, p in face.probabilities.items()})
+            if face.expression is not None:
+                row["expression"] = face.expression
+                row.update({f"expr_{c}": round(p, 5)
+                            for c, p in face.expression_probabilities.items()})
+                row["valence"], row["arousal"] = round(face.valence, 5), round(face.arousal, 5)
             if blendshapes:
                 row.update(zip(BLENDSHAPE_NAMES, (round(v, 5) for v in face.scores.tolist()),
                                strict=True))
@@ -123,8 +142,22 @@ def load_classifier(model: str | os.PathLike | Classifier | None) -> Classifier:
     return model
 
 
+def expression_names(classifier: Classifier | None, wanted: bool | None) -> tuple[str, ...]:
+    """The expression view to report: the model's (``wanted`` None: when it has one; True:
+    required, an :class:`InputError` naming the model otherwise; False: none)."""
+    names = tuple(getattr(classifier, "expressions", ()) or ()) if classifier else ()
+    if wanted and not names:
+        from .errors import InputError
+
+        name = getattr(getattr(classifier, "path", None), "name", "this model")
+        raise InputError(f"{name} has no expression view (the seven expressions); use a "
+                         "model that has one, e.g. the default fusion model")
+    return names if wanted is not False else ()
+
+
 class FrameAnalyzer:
-    """The per-frame step after detection: face ids, one classifier batch, per-face filters.
+    """The per-frame step after detection: face ids, one classifier batch, the operating
+    point, per-face filters (the 3-class label and, where the model has it, the expression).
 
     With ``classifier=None`` it only tracks (persistent ids, no labels): the loop of a
     blendshapes-only table.
@@ -132,12 +165,19 @@ class FrameAnalyzer:
 
     def __init__(self, classifier: Classifier | None, smoothing: str = "ema",
                  smoothing_params: Mapping[str, Any] | None = None,
-                 forget_s: float = 1.0) -> None:
+                 forget_s: float = 1.0, operating_point: str = "balanced",
+                 expressions: bool | None = None) -> None:
         self.classifier = classifier
         self.classes = tuple(classifier.classes) if classifier is not None else ()
         self.tracker = FaceTracker(forget_s=forget_s)
         self.filters = (FilterBank.of(smoothing, len(self.classes), smoothing_params)
                         if classifier is not None else None)
+        self.offsets = (operating_point_offsets(classifier, operating_point)
+                        if classifier is not None else None)
+        self.expressions = expression_names(classifier, expressions)
+        self.expression_filters = (FilterBank.of(smoothing, len(self.expressions),
+                                                 smoothing_params)
+                                   if self.expressions else None)
 
     def __call__(self, frame: Frame, faces: list[Face]) -> FrameResult:
         ids, dropped = self.tracker.update([f.box for f in faces], frame.timestamp_s)
@@ -146,17 +186,32 @@ class FrameAnalyzer:
                        for f, i in zip(faces, ids, strict=True)]
         else:
             self.filters.drop(dropped)
-            raw = classify(self.classifier, faces, frame.image) if faces else []
-            results = [self._classified(f, i, p, frame.timestamp_s)
-                       for f, i, p in zip(faces, ids, raw, strict=True)]
+            if self.expression_filters is not None:
+                self.expression_filters.drop(dropped)
+            raw, expr = classify(self.classifier, faces, frame.image) if faces else ([], None)
+            raw = apply_operating_point(raw, self.offsets) if faces else raw
+            if expr is None or not self.expressions:
+                expr = [None] * len(faces)
+            results = [self._classified(f, i, p, e, frame.timestamp_s)
+                       for f, i, p, e in zip(faces, ids, raw, expr, strict=True)]
         return FrameResult(frame.index, frame.timestamp_s, results, dropped, frame.image)
 
-    def _classified(self, face: Face, face_id: int, p: np.ndarray, t: float) -> FaceResult:
+    def _classified(self, face: Face, face_id: int, p: np.ndarray, e: np.ndarray | None,
+                    t: float) -> FaceResult:
         smooth, label = self.filters.update(face_id, p, t)
+        view: dict[str, Any] = {}
+        if e is not None and self.expression_filters is not None:
+            smooth_e, index = self.expression_filters.update(face_id, e, t)
+            va = valence_arousal(smooth_e, self.expressions)
+            # undecided (a new face's first moments) reads neutral, as the label reads unknown
+            view = {"expression": self.expressions[index] if index >= 0 else "neutral",
+                    "expression_probabilities": dict(zip(self.expressions, smooth_e.tolist(),
+                                                         strict=True)),
+                    "valence": float(va[0]), "arousal": float(va[1])}
         return FaceResult(face_id=face_id, box=face.box, label=self.classes[label],
                           probabilities=dict(zip(self.classes, smooth.tolist(), strict=True)),
                           raw_probabilities=dict(zip(self.classes, p.tolist(), strict=True)),
-                          decided=self.filters.decided(face_id), scores=face.scores)
+                          decided=self.filters.decided(face_id), scores=face.scores, **view)
 
 
 class EmotionEstimator:
@@ -167,8 +222,11 @@ class EmotionEstimator:
     :class:`FacesLeftOut` warning);
     ``smoothing``: ``"ema"``, ``"hmm"`` or ``"none"`` with ``smoothing_params`` in seconds (see
     :mod:`emotion_estimator.temporal`); ``forget_s``: how long a face may be missing before
-    its id and filter state are dropped; ``verbose``: let MediaPipe's native log lines (glog,
-    TFLite) through to stderr (quiet by default).
+    its id and filter state are dropped; ``operating_point``: a point stored in the model's
+    metadata (``balanced``, ``sad-sensitive``, ...: :attr:`operating_points`);
+    ``expressions``: the seven-expression view (None: when the model has one; True: required,
+    an error for a model without it; False: off); ``verbose``: let MediaPipe's native log
+    lines (glog, TFLite) through to stderr (quiet by default).
 
     Streams run MediaPipe one frame ahead on a thread of their own while the caller's thread
     classifies, filters and consumes the previous result (same results, same order as one
@@ -186,10 +244,15 @@ class EmotionEstimator:
                  smoothing: str = "ema", *, smoothing_params: Mapping[str, Any] | None = None,
                  forget_s: float = 1.0, landmarker: str | os.PathLike | None = None,
                  min_detection_confidence: float = 0.5, verbose: bool = False,
+                 operating_point: str = "balanced", expressions: bool | None = None,
                  low_power: bool = False) -> None:
         if max_faces < 1:
             raise ValueError("max_faces must be at least 1")
         self.classifier = load_classifier(model)
+        self.operating_point = operating_point
+        self.expressions = expression_names(self.classifier, expressions)
+        self.operating_points = tuple(getattr(self.classifier, "operating_points", None)
+                                      or ("balanced",))
         self.classes: tuple[str, ...] = tuple(self.classifier.classes)
         self.max_faces = max_faces
         self.smoothing = smoothing
@@ -204,13 +267,14 @@ class EmotionEstimator:
         self._pushed_frames = 0
         self._pushed_last_s = -math.inf
         self._entered = False
-        FrameAnalyzer(self.classifier, smoothing, self.smoothing_params, forget_s)  # validate
+        self.analyzer()  # validate the smoothing and the operating point now
 
     def columns(self, blendshapes: bool = False) -> dict[str, type]:
         """The output columns and their types, in order."""
         from .outputs import frame_columns
 
-        return frame_columns(self.classes, BLENDSHAPE_NAMES if blendshapes else ())
+        return frame_columns(self.classes, BLENDSHAPE_NAMES if blendshapes else (),
+                             self.expressions)
 
     def landmarker(self, mode: str = "video") -> FaceLandmarker:
         """A new MediaPipe landmarker configured like this estimator."""
@@ -222,7 +286,8 @@ class EmotionEstimator:
         """A fresh per-stream state (ids from 0, empty filters)."""
         chosen = smoothing or self.smoothing
         params = self.smoothing_params if chosen == self.smoothing else {}
-        return FrameAnalyzer(self.classifier, chosen, params, self.forget_s)
+        return FrameAnalyzer(self.classifier, chosen, params, self.forget_s,
+                             self.operating_point, bool(self.expressions))
 
     def analyze_image(self, image: np.ndarray | str | os.PathLike) -> list[FaceResult]:
         """Faces in one still (BGR array or file), ids from left to right, no smoothing.

@@ -26,12 +26,19 @@ FRAME_COLUMNS: dict[str, type] = {
 PANDAS_DTYPES: dict[type, str] = {int: "Int64", float: "float64", bool: "boolean", str: "string"}
 
 
-def frame_columns(classes: Sequence[str] = (), blendshapes: Sequence[str] = ()) -> dict[str, type]:
-    """Columns of the per-(frame, face) table: DESIGN.md's contract, in order, with types."""
+def frame_columns(classes: Sequence[str] = (), blendshapes: Sequence[str] = (),
+                  expressions: Sequence[str] = ()) -> dict[str, type]:
+    """Columns of the per-(frame, face) table: DESIGN.md's contract, in order, with types
+    (the expression view's ``expression``, ``expr_<name>``, ``valence``, ``arousal`` after
+    the class probabilities, where the model has it)."""
     columns = dict(FRAME_COLUMNS)
     if not classes:
         del columns["label"], columns["decided"]
     columns.update({f"p_{c}": float for c in classes})
+    if expressions:
+        columns["expression"] = str
+        columns.update({f"expr_{e}": float for e in expressions})
+        columns.update({"valence": float, "arousal": float})
     columns.update({name: float for name in blendshapes})
     return columns
 

@@ -37,6 +37,8 @@ class BatchOptions:
     forget_s: float = 1.0
     blendshapes: bool = False
     landmarker: str | None = None
+    operating_point: str = "balanced"
+    expressions: bool | None = None
 
     def signature(self) -> str:
         """The options as canonical JSON (the model is compared by its sha256 instead)."""
@@ -48,7 +50,8 @@ class BatchOptions:
     def estimator_kwargs(self) -> dict[str, Any]:
         return {"model": self.model, "max_faces": self.max_faces, "smoothing": self.smoothing,
                 "smoothing_params": dict(self.smoothing_params), "forget_s": self.forget_s,
-                "landmarker": self.landmarker}
+                "landmarker": self.landmarker, "operating_point": self.operating_point,
+                "expressions": self.expressions}
 
 
 @dataclass

@@ -16,6 +16,8 @@ from typing import Any
 from ..atomic import resolve_output
 from ..outputs import FORMATS
 from ..temporal import SMOOTHING
+from .recording_options import add_recording_options, open_ros_bag, recording_step
+from .view_options import add_view_options, view_kwargs
 
 VIDEO_OUT = frozenset({".mp4", ".mov", ".m4v", ".avi"})  # what --annotate can write
 IMAGE_OUT = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})  # --annotate of a still
@@ -71,6 +73,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", metavar="PNG",
                    help="class probabilities per face: a timeline for video, bars for a photo")
     p.add_argument("--model", metavar="ONNX|NAME", help=model_help())
+    add_view_options(p)
+    add_recording_options(p)
     p.add_argument("--smoothing", choices=SMOOTHING, default="ema",
                    help="temporal filter per face on video (default: ema)")
     p.add_argument("--smoothing-param", action="append", default=[], metavar="NAME=VALUE",
@@ -211,6 +215,8 @@ class Sinks:
         self._timeline_keys = ("timestamp_s", "face_id", "face_detected", "label", "decided",
                                *(f"p_{c}" for c in classes))
         self.quit = False
+        self.source: Any = None  # the input being read
+        self.rosbag = open_ros_bag(args)
 
     def __call__(self, result: Any, source_name: str | None) -> None:
         rows = result.rows(self.args.blendshapes)
@@ -220,6 +226,8 @@ class Sinks:
             if self.scale != 1.0:
                 rescale_box(row, self.scale)
             self.writer.write(row)
+        if self.rosbag is not None:
+            self.rosbag(result, self.source)
         if self.args.plot:  # only what the timeline needs: constant-size rows
             self.timeline.extend({k: row.get(k) for k in self._timeline_keys} for row in rows)
         if self.video is not None or self.args.show or self.args.annotate:
@@ -245,6 +253,8 @@ class Sinks:
 
     def close(self) -> None:
         self.writer.close()
+        if self.rosbag is not None:
+            self.rosbag.close()
         if self.video is not None:
             self.video.close()
         if self.still is not None:
@@ -288,7 +298,7 @@ def _estimator(args: argparse.Namespace) -> Any:
     try:
         return EmotionEstimator(args.model, max_faces=args.max_faces, smoothing=args.smoothing,
                                 smoothing_params=params, forget_s=args.forget_after,
-                                landmarker=args.landmarker,
+                                landmarker=args.landmarker, **view_kwargs(args),
                                 low_power=args.low_power)
     except TypeError as exc:  # a parameter the chosen filter does not take
         raise InputError(f"--smoothing-param: {args.smoothing} filter: {exc}") from exc
@@ -346,6 +356,8 @@ def _run(args: argparse.Namespace) -> int:
     from ..video import ImageSource, SourceError
 
     _validate(args)
+    if (listed := recording_step(args)) is not None:
+        return listed
     items, skipped = checked_items(
         args.inputs, args.camera,
         {"--output": args.output, "--annotate": args.annotate, "--plot": args.plot},
@@ -369,7 +381,8 @@ def _run(args: argparse.Namespace) -> int:
         with estimator:
             for item in items:
                 try:
-                    source = open_source(item, realtime=getattr(args, "realtime", False))
+                    source = open_source(item, realtime=getattr(args, "realtime", False),
+                                         topic=args.topic)
                 except SourceError as exc:
                     if not many:  # an absent camera or stream: nothing was written
                         raise InputError(str(exc)) from exc
@@ -378,6 +391,7 @@ def _run(args: argparse.Namespace) -> int:
                 if sinks is None:
                     sinks = Sinks(args, columns, source.fps, estimator.classes)
                 sinks.scale = getattr(source, "scale", 1.0)
+                sinks.source = source
                 stats.append(SourceStats(source.name, still=isinstance(source, ImageSource)))
                 with source:
                     _analyze(estimator, source, sinks, stats[-1], source.name if many else None,

@@ -29,8 +29,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="discard earlier results in --out made with other options, redo all")
     from .analyze import model_help
+    from .view_options import add_view_options
 
     p.add_argument("--model", metavar="ONNX|NAME", help=model_help())
+    add_view_options(p)
     p.add_argument("--smoothing", choices=SMOOTHING, default="ema",
                    help="temporal filter per face (default: ema)")
     p.add_argument("--smoothing-param", action="append", default=[], metavar="NAME=VALUE",
@@ -61,7 +63,8 @@ def _options(args: argparse.Namespace):
     return BatchOptions(model=args.model, max_faces=args.max_faces, smoothing=args.smoothing,
                         smoothing_params=tuple(sorted(estimator.smoothing_params.items())),
                         forget_s=args.forget_after, blendshapes=args.blendshapes,
-                        landmarker=args.landmarker)
+                        landmarker=args.landmarker, operating_point=args.operating_point,
+                        expressions=args.expressions)
 
 
 def run(args: argparse.Namespace) -> int:

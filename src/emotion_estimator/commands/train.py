@@ -113,9 +113,9 @@ def add_fusion_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--width", type=int, default=32, help="CNN channels after the stem")
     f.add_argument("--no-augment", dest="augment", action="store_false",
                    help="train without augmentation")
-    f.add_argument("--max-sad-as-happy", type=float, default=0.03,
+    f.add_argument("--max-sad-as-happy", type=float, default=0.02,
                    help="cap on the validation rate of sad faces called happy when fitting "
-                        "the operating point (default: 0.03)")
+                        "the operating points (default: 0.02)")
     f.add_argument("--extra", action="append", default=[], metavar="DATASET",
                    help="another prepared dataset to train on too (repeatable), e.g. a "
                         "real-face folder from `prepare --folder`; its train rows join the "
@@ -124,9 +124,18 @@ def add_fusion_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--extra-repeat", type=int, default=3, metavar="N",
                    help="each --extra dataset's train rows are seen N times per epoch "
                         "(default: 3)")
-    f.add_argument("--fine-weight", type=float, default=0.3, metavar="W",
-                   help="weight of the auxiliary head over the source emotions (FER2013's 7; "
-                        "0: none; default: 0.3)")
+    f.add_argument("--fine-weight", type=float, default=1.0, metavar="W",
+                   help="weight of the 7-expression head over the source emotions (FER2013's "
+                        "7; exported as the expression view; 0: none; default: 1)")
+    f.add_argument("--cost-weight", type=float, default=1.0, metavar="W",
+                   help="weight of the expected-cost term (sad called happy costs most; "
+                        "0: plain cross-entropy; default: 1)")
+    f.add_argument("--hard-weight", type=float, default=2.0, metavar="W",
+                   help="extra loss weight of hard faces: non-happy faces with a smile-shaped "
+                        "mouth, sad faces with raised inner brows and shut eyes (default: 2)")
+    f.add_argument("--ema", type=float, default=0.999, metavar="DECAY",
+                   help="decay of the weight average that is validated and kept (0: off; "
+                        "default: 0.999)")
     f.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
 
 
@@ -162,8 +171,11 @@ def fusion_config_from_args(args: argparse.Namespace):
     for dataset in (args.dataset, *args.extra):
         if not Path(dataset).exists():
             raise InputError(f"dataset not found: {dataset}")
-    if args.extra_repeat < 1 or args.fine_weight < 0:
-        raise InputError("--extra-repeat must be at least 1 and --fine-weight 0 or more")
+    if args.extra_repeat < 1 or min(args.fine_weight, args.cost_weight, args.hard_weight) < 0:
+        raise InputError("--extra-repeat must be at least 1, and --fine-weight, --cost-weight "
+                         "and --hard-weight 0 or more")
+    if not 0 <= args.ema < 1:
+        raise InputError("--ema must be in [0, 1)")
     return FusionConfig(
         dataset=str(args.dataset), inputs=tuple(n for n in INPUT_NAMES if n in inputs),
         preprocess=args.preprocess.split(",")[0].strip(), labels=args.labels,
@@ -172,7 +184,8 @@ def fusion_config_from_args(args: argparse.Namespace):
         weight_decay=args.weight_decay, smoothing=args.smoothing,
         class_weights=args.class_weights, augment=args.augment,
         max_sad_as_happy=args.max_sad_as_happy, seed=args.seed, threads=args.threads,
-        fine_weight=args.fine_weight, extra=tuple(str(e) for e in args.extra),
+        fine_weight=args.fine_weight, cost_weight=args.cost_weight,
+        hard_weight=args.hard_weight, ema=args.ema, extra=tuple(str(e) for e in args.extra),
         extra_repeat=args.extra_repeat,
         device=args.device, command=_command())
 

@@ -30,7 +30,8 @@ class FusionDimensions:
     landmark_hidden: int = 128
     head_hidden: int = 128
     dropout: float = 0.3
-    n_fine: int = 0  # > 0: an auxiliary head over fusion_data.FINE_CLASSES (training only)
+    n_fine: int = 0  # > 0: a head over fusion_data.FINE_CLASSES (the 7 expressions)
+    fine_hidden: int = 0  # its hidden width (0: one linear layer, as in format 1 runs)
     stats: dict = field(default_factory=dict, compare=False)  # normalisation, set by training
 
     def to_dict(self) -> dict:
@@ -99,9 +100,8 @@ class VectorBranch(nn.Module):
 
 
 class FusionNet(nn.Module):
-    """``forward(**inputs)`` -> ``(logits, {branch: auxiliary logits})``; in training the
-    auxiliary dict also holds ``fine`` (logits over ``fusion_data.FINE_CLASSES``) when the
-    model has that head."""
+    """``forward(**inputs)`` -> ``(logits, {branch: auxiliary logits})``; the dict also holds
+    ``fine`` (logits over ``fusion_data.FINE_CLASSES``) when the model has that head."""
 
     def __init__(self, dims: FusionDimensions) -> None:
         super().__init__()
@@ -123,8 +123,23 @@ class FusionNet(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dims.dropout), nn.Linear(width, dims.head_hidden),
                                   nn.ReLU(), nn.Dropout(dims.dropout / 2),
                                   nn.Linear(dims.head_hidden, dims.n_classes))
-        self.fine = nn.Linear(width, dims.n_fine) if dims.n_fine else None
+        self.fine: nn.Module | None = None
+        if dims.n_fine and dims.fine_hidden:
+            self.fine = nn.Sequential(nn.Dropout(dims.dropout),
+                                      nn.Linear(width, dims.fine_hidden), nn.ReLU(),
+                                      nn.Dropout(dims.dropout / 2),
+                                      nn.Linear(dims.fine_hidden, dims.n_fine))
+        elif dims.n_fine:
+            self.fine = nn.Linear(width, dims.n_fine)
         self.modality_dropout = 0.0
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict) -> FusionNet:
+        """The trained model of one run's checkpoint dict, in eval mode."""
+        dims = ckpt["dims"]
+        model = cls(FusionDimensions(**{**dims, "inputs": tuple(dims["inputs"])}))
+        model.load_state_dict(ckpt["state_dict"])
+        return model.eval()
 
     def set_stats(self, stats: dict[str, tuple[Tensor, Tensor]]) -> None:
         """Standardisation of the vector inputs (mean, std over the train split)."""
@@ -145,23 +160,48 @@ class FusionNet(nn.Module):
                 f = f * keep.to(f.dtype)
             feats.append(f)
         joint = torch.cat(feats, dim=1)
-        if self.training and self.fine is not None:
+        if self.fine is not None:
             aux["fine"] = self.fine(joint)
         return self.head(joint), aux
 
 
 class FusionProbabilities(nn.Module):
-    """What the ONNX file computes: ``softmax(logits / temperature + offsets)``."""
+    """What the ONNX file computes from one or more trained members (an ensemble averages
+    their calibrated probabilities): ``probs = softmax(log(mean_m softmax(logits_m / T_m)) +
+    offsets)`` and, where every member has the expression head, ``expressions`` =
+    ``mean_m softmax(fine_m / T7_m)`` reordered by ``expression_order``."""
 
-    def __init__(self, model: FusionNet, temperature: float = 1.0,
-                 offsets: list[float] | None = None) -> None:
+    def __init__(self, model: FusionNet | list[FusionNet], temperature: float | list[float] = 1.0,
+                 offsets: list[float] | None = None, *,
+                 fine_temperature: float | list[float] | None = None,
+                 expression_order: list[int] | None = None) -> None:
         super().__init__()
-        self.model = model
-        self.names = [n for n in INPUT_NAMES if n in model.dims.inputs]
-        self.temperature = float(temperature)
-        n = model.dims.n_classes
+        members = model if isinstance(model, list) else [model]
+        self.members = nn.ModuleList(members)
+        self.model = members[0]
+        self.names = [n for n in INPUT_NAMES if n in self.model.dims.inputs]
+        temps = temperature if isinstance(temperature, list) else [temperature] * len(members)
+        self.register_buffer("temperature", torch.tensor(temps, dtype=torch.float32))
+        n = self.model.dims.n_classes
         self.register_buffer("offsets", torch.tensor(offsets or [0.0] * n, dtype=torch.float32))
+        self.expressions = expression_order is not None
+        if self.expressions:
+            ft = (fine_temperature if isinstance(fine_temperature, list)
+                  else [fine_temperature or 1.0] * len(members))
+            self.register_buffer("fine_temperature", torch.tensor(ft, dtype=torch.float32))
+            self.register_buffer("order", torch.tensor(expression_order, dtype=torch.long))
 
-    def forward(self, *inputs: Tensor) -> Tensor:
-        logits, _ = self.model(**dict(zip(self.names, inputs, strict=True)))
-        return F.softmax(logits / self.temperature + self.offsets, dim=-1)
+    def forward(self, *inputs: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        given = dict(zip(self.names, inputs, strict=True))
+        probs, expr = [], []
+        for i, member in enumerate(self.members):
+            logits, aux = member(**given)
+            probs.append(F.softmax(logits / self.temperature[i], dim=-1))
+            if self.expressions:
+                expr.append(F.softmax(aux["fine"] / self.fine_temperature[i], dim=-1))
+        mean = torch.stack(probs).mean(0) if len(probs) > 1 else probs[0]
+        out = F.softmax(torch.log(mean.clamp_min(1e-7)) + self.offsets, dim=-1)
+        if not self.expressions:
+            return out
+        e = torch.stack(expr).mean(0) if len(expr) > 1 else expr[0]
+        return out, e[:, self.order]

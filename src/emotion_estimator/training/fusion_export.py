@@ -16,10 +16,10 @@ import torch
 from .. import __version__
 from ..atomic import atomic_path, write_text
 from ..classifier import METADATA_FORMAT, metadata_path
+from ..expressions import EXPRESSIONS, SOURCE_NAMES
 from ..features import FEATURES, N_LANDMARKS
 from .export import OPSET
-from .fusion import FusionProbabilities
-from .fusion_train import load_fusion
+from .fusion import FusionNet, FusionProbabilities
 
 
 def example_inputs(names: list[str], size: int, n: int = 2, seed: int = 0) -> list[np.ndarray]:
@@ -31,34 +31,60 @@ def example_inputs(names: list[str], size: int, n: int = 2, seed: int = 0) -> li
     return [made[k] for k in names]
 
 
+def probabilities_module(ckpt: dict[str, Any]) -> FusionProbabilities:
+    """The exported computation of a run's (or an ensemble's) checkpoint; the expression
+    view is included when every member has a calibrated 7-way head."""
+    members = ckpt.get("members") or [ckpt]
+    fine = [m.get("fine_temperature") for m in members]
+    order = None
+    if all(fine) and all(m.get("fine_classes") for m in members):
+        source = [SOURCE_NAMES[c] for c in members[0]["fine_classes"]]
+        order = [source.index(name) for name in EXPRESSIONS]
+    return FusionProbabilities([FusionNet.from_checkpoint(m) for m in members],
+                               [float(m["temperature"]) for m in members], ckpt["offsets"],
+                               fine_temperature=[float(t) for t in fine] if order else None,
+                               expression_order=order).eval()
+
+
 def export_fusion(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
                   check: bool = True, **extra: Any) -> dict[str, Any]:
-    """Write ``out`` (.onnx) and its .json; returns the metadata."""
-    model, ckpt = load_fusion(checkpoint)
-    module = FusionProbabilities(model, ckpt["temperature"], ckpt["offsets"]).eval()
-    names, size = module.names, model.dims.face_size
+    """Write ``out`` (.onnx) and its .json from ``fusion.pt`` or ``ensemble.pt``; returns the
+    metadata."""
+    ckpt = torch.load(Path(checkpoint), map_location="cpu", weights_only=False)
+    module = probabilities_module(ckpt)
+    first = ckpt.get("members", [ckpt])[0]
+    names, size = module.names, module.model.dims.face_size
+    outputs = ["probs", "expressions"] if module.expressions else ["probs"]
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module, tuple(torch.from_numpy(a) for a in example_inputs(names, size)), buffer,
-            input_names=names, output_names=["probs"],
-            dynamic_axes={**{k: {0: "n"} for k in names}, "probs": {0: "n"}},
+            input_names=names, output_names=outputs,
+            dynamic_axes={**{k: {0: "n"} for k in names}, **{o: {0: "n"} for o in outputs}},
             opset_version=OPSET, dynamo=False)
     data = buffer.getvalue()
     inputs = [{"name": k, "kind": k, "version": FEATURES[k], **({"size": size} if k == "face"
                                                                  else {})} for k in names]
+    members = ckpt.get("members") or [ckpt]
     meta = {
-        "format": METADATA_FORMAT, "format_version": 2, "package_version": __version__,
+        "format": METADATA_FORMAT, "format_version": 3, "package_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"), "trained": True,
         "classes": ckpt["classes"], "inputs": inputs,
-        "temperature": ckpt["temperature"], "offsets": ckpt["offsets"],
-        "model": {"kind": "fusion", **ckpt["dims"]},
+        "expressions": list(EXPRESSIONS) if module.expressions else None,
+        "operating_points": ckpt.get("operating_points") or {
+            "balanced": {c: 0.0 for c in ckpt["classes"]}},
+        "temperature": [m["temperature"] for m in members] if len(members) > 1
+        else ckpt["temperature"], "offsets": ckpt["offsets"],
+        "model": {"kind": "fusion", "members": len(members), **first["dims"]},
         "command": ckpt["config"].get("command", ""), "training": ckpt["config"],
         "training_data": ckpt["metrics"].get("data", {}),
         "metrics": {k: v for k, v in ckpt["metrics"].items() if k != "data"},
         "onnx_bytes": len(data),
     }
+    if not module.expressions:
+        meta["expressions"] = None
+        meta["expressions_note"] = "this model has no expression view (no 7-way head)"
     meta.update(extra)
     if check:
         meta["onnx_torch_max_abs_diff"] = agreement(module, data, names, size)
@@ -79,7 +105,8 @@ def agreement(module: torch.nn.Module, data: bytes, names: list[str], size: int)
 
     arrays = example_inputs(names, size, n=64, seed=1)
     with torch.no_grad():
-        want = module(*(torch.from_numpy(a) for a in arrays)).numpy()
+        want = module(*(torch.from_numpy(a) for a in arrays))
+    want = [w.numpy() for w in (want if isinstance(want, tuple) else (want,))]
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    got = session.run(None, dict(zip(names, arrays, strict=True)))[0]
-    return float(np.abs(got - want).max())
+    got = session.run(None, dict(zip(names, arrays, strict=True)))
+    return max(float(np.abs(g - w).max()) for g, w in zip(got, want, strict=True))

@@ -30,9 +30,15 @@ from .fusion import INPUT_NAMES, FusionDimensions, FusionNet
 from .fusion_augment import AugmentConfig, augment, blendshape_mirror, landmark_mirror
 from .fusion_data import FINE_CLASSES, FusionSplit, load_splits, merge_splits
 from .metrics import accuracy_and_macro_f1, classification_metrics, fit_temperature, softmax
+from .operating_points import fit_points, relative_points
 
 STATE = "state.pt"
 CHECKPOINT = "fusion.pt"
+# Expected-cost term (true class, predicted class): a sad face called happy is the robot's
+# worst error; an angry/disgusted/fearful face ("unknown") called happy the next.
+COSTS = {("sad", "happy"): 1.0, ("unknown", "happy"): 0.3}
+SMILE = ("mouthSmileLeft", "mouthSmileRight")
+HARD_SMILE = 0.3  # mean mouthSmile at which a non-happy face is "smile-shaped"
 
 
 @dataclass
@@ -52,13 +58,16 @@ class FusionConfig:
     weight_decay: float = 5e-4
     smoothing: float = 0.05
     aux_weight: float = 0.3
-    fine_weight: float = 0.3  # auxiliary head over the source emotions (0: none)
+    fine_weight: float = 1.0  # the 7-expression head over the source emotions (0: none)
+    cost_weight: float = 1.0  # expected-cost term: sad -> happy costs most (COSTS)
+    hard_weight: float = 2.0  # extra loss weight of hard faces (see hard_examples)
+    ema: float = 0.999  # decay of the weight average that is validated and kept (0: off)
     extra: tuple[str, ...] = ()  # more prepared datasets (e.g. a real-face folder) to train on
     extra_repeat: int = 3  # each extra dataset's train rows are seen this many times per epoch
     modality_dropout: float = 0.1
     class_weights: bool = True
     augment: bool = True
-    max_sad_as_happy: float = 0.03  # cap on the validation sad -> happy rate for the offsets
+    max_sad_as_happy: float = 0.02  # cap on the validation sad -> happy rate for the offsets
     seed: int = 0
     threads: int = 2
     device: str = "auto"
@@ -83,39 +92,54 @@ def _tensors(split: FusionSplit, device: torch.device) -> dict[str, torch.Tensor
     return {k: torch.from_numpy(v).to(device) for k, v in split.inputs.items()}
 
 
-@torch.no_grad()
+class EmaWeights:
+    """An exponential moving average of a model's weights (and BatchNorm statistics), updated
+    after every optimiser step; the average is what validation judges and the run keeps.
+    The decay warms up as ``(1 + t) / (10 + t)`` so short runs are not judged on their start."""
+
+    def __init__(self, model: FusionNet, decay: float) -> None:
+        import copy
+
+        self.decay, self.steps = decay, 0
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: FusionNet) -> None:
+        self.steps += 1
+        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        for mine, theirs in zip(self.model.state_dict().values(), model.state_dict().values(),
+                                strict=True):
+            if mine.dtype.is_floating_point:
+                mine.mul_(decay).add_(theirs.detach(), alpha=1 - decay)
+            else:
+                mine.copy_(theirs)
+
+    def load(self, state: dict[str, torch.Tensor], steps: int) -> None:
+        self.model.load_state_dict(state)
+        self.steps = steps
+
+
 def logits_of(model: FusionNet, inputs: dict[str, torch.Tensor], batch: int = 512) -> np.ndarray:
+    return outputs_of(model, inputs, batch)[0]
+
+
+@torch.no_grad()
+def outputs_of(model: FusionNet, inputs: dict[str, torch.Tensor],
+               batch: int = 512) -> tuple[np.ndarray, np.ndarray | None]:
+    """Main logits ``(n, k)`` and expression logits ``(n, 7)`` (None without that head)."""
     model.eval()
     n = len(next(iter(inputs.values())))
-    parts = [model(**{k: v[i:i + batch] for k, v in inputs.items()})[0].float().cpu()
-             for i in range(0, n, batch)]
-    return torch.cat(parts).numpy() if parts else np.zeros((0, model.dims.n_classes))
-
-
-def fit_operating_point(logits: np.ndarray, y: np.ndarray, classes: tuple[str, ...],
-                        max_sad_as_happy: float, span: float = 2.0,
-                        steps: int = 41) -> np.ndarray:
-    """Offsets (last class 0) maximising accuracy + macro F1 with sad -> happy <= the cap.
-
-    Where no offsets meet the cap, the ones with the lowest sad -> happy rate are taken.
-    """
-    k = logits.shape[1]
-    sad, happy = classes.index("sad"), classes.index("happy")
-    is_sad = y == sad
-    grid = np.linspace(-span, span, steps)
-    best, best_key = np.zeros(k), (-math.inf, -math.inf, -math.inf)
-    for a in grid:
-        for b in grid:
-            off = np.zeros(k)
-            off[happy], off[sad] = a, b
-            pred = (logits + off).argmax(1)
-            rate = float((pred[is_sad] == happy).mean()) if is_sad.any() else 0.0
-            acc, f1 = accuracy_and_macro_f1(y, pred, k)
-            key = (float(rate <= max_sad_as_happy), -rate if rate > max_sad_as_happy else 0.0,
-                   acc + f1 - 1e-4 * float(np.abs(off).sum()))
-            if key > best_key:
-                best, best_key = off, key
-    return best
+    main, fine = [], []
+    for i in range(0, n, batch):
+        logits, aux = model(**{k: v[i:i + batch] for k, v in inputs.items()})
+        main.append(logits.float().cpu())
+        if "fine" in aux:
+            fine.append(aux["fine"].float().cpu())
+    if not main:
+        return np.zeros((0, model.dims.n_classes)), None
+    return torch.cat(main).numpy(), torch.cat(fine).numpy() if fine else None
 
 
 def report(y: np.ndarray, proba: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
@@ -153,7 +177,8 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
     has_fine = config.fine_weight > 0 and train.fine is not None and bool((train.fine >= 0).any())
     dims = FusionDimensions(inputs=tuple(config.inputs), n_classes=len(config.classes),
                             face_size=face_size, width=config.width, dropout=config.dropout,
-                            n_fine=len(FINE_CLASSES) if has_fine else 0)
+                            n_fine=len(FINE_CLASSES) if has_fine else 0,
+                            fine_hidden=128 if has_fine else 0)
     model = FusionNet(dims)
     stats, lm_perm = {}, None
     for name in ("landmarks", "blendshapes"):
@@ -181,6 +206,10 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
     ft = torch.from_numpy(train.fine).to(device) if has_fine else None
     xv = _tensors(val, device)
     gen = torch.Generator().manual_seed(config.seed)
+    hard = hard_examples(train, config.classes)
+    sw = torch.from_numpy(1.0 + config.hard_weight * hard.astype(np.float32)).to(device)
+    costs = torch.from_numpy(cost_matrix(config.classes)).to(device)
+    ema = EmaWeights(model, config.ema) if config.ema > 0 else None
 
     start, best, best_state, history, before = 0, -math.inf, None, [], 0.0
     if resume and (out / STATE).is_file():
@@ -200,10 +229,12 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
         start, best, best_state, history = (state["epoch"], state["best"],
                                             state["best_state"], state["history"])
         before = float(state.get("elapsed", 0.0))
+        if ema is not None and state.get("ema") is not None:
+            ema.load(state["ema"], schedule.last_epoch)
         log(f"resumed {out} at epoch {start}")
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log(f"fusion [{', '.join(config.inputs)}]: {n_params} parameters, train {len(train)}, "
-        f"val {len(val)}, {device}")
+    log(f"fusion [{', '.join(config.inputs)}]: {n_params} parameters, train {len(train)} "
+        f"({int(hard.sum())} hard), val {len(val)}, {device}")
 
     for epoch in range(start, config.epochs):
         t0 = time.perf_counter()
@@ -214,11 +245,12 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
             idx = order[i:i + config.batch_size]
             batch = augment({k: v[idx] for k, v in xt.items()}, aug_cfg, gen, lm_perm, bs_perm)
             logits, aux = model(**batch)
-            target = tt[idx]
-            loss = _loss(logits, target, weight, config.smoothing)
+            target, w = tt[idx], sw[idx]
+            loss = _loss(logits, target, weight, config.smoothing, w, costs, config.cost_weight)
             for name, a in aux.items():
                 if name != "fine":
-                    loss = loss + config.aux_weight * _loss(a, target, weight, config.smoothing)
+                    loss = loss + config.aux_weight * _loss(a, target, weight, config.smoothing,
+                                                            w)
                 elif ft is not None and bool((known := ft[idx] >= 0).any()):
                     loss = loss + config.fine_weight * F.cross_entropy(
                         a[known], ft[idx][known], label_smoothing=config.smoothing)
@@ -227,9 +259,12 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optim.step()
             schedule.step()
+            if ema is not None:
+                ema.update(model)
             total += loss.item() * len(idx)
             seen += len(idx)
-        logits = logits_of(model, xv)
+        judged = ema.model if ema is not None else model
+        logits = logits_of(judged, xv)
         acc, f1 = accuracy_and_macro_f1(val.y, logits.argmax(1), len(config.classes))
         row = {"epoch": epoch + 1, "lr": schedule.get_last_lr()[0],
                "train_loss": total / seen, "val_accuracy": acc, "val_macro_f1": f1,
@@ -238,13 +273,14 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
         improved = acc + f1 > best
         if improved:
             best = acc + f1
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in judged.state_dict().items()}
         log(f"epoch {epoch + 1:3d}/{config.epochs}  loss {row['train_loss']:.4f}  "
             f"val acc {acc:.4f}  f1 {f1:.4f}  {row['seconds']:.0f}s{'  *' if improved else ''}")
         out.mkdir(parents=True, exist_ok=True)
         state = {"model": model.state_dict(), "optim": optim.state_dict(),
                  "schedule": schedule.state_dict(), "gen": gen.get_state(), "epoch": epoch + 1,
                  "best": best, "best_state": best_state, "history": history,
+                 "ema": ema.model.state_dict() if ema is not None else None,
                  "elapsed": before + time.perf_counter() - started}
         with atomic_path(out / STATE) as tmp:
             torch.save(state, tmp)
@@ -252,17 +288,31 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
     assert best_state is not None, "no epoch was trained"
     model.load_state_dict(best_state)
     model.to("cpu")
-    logits = logits_of(model, {k: v.cpu() for k, v in xv.items()})
+    logits, fine_logits = outputs_of(model, {k: v.cpu() for k, v in xv.items()})
     temperature = fit_temperature(logits, val.y)
-    offsets = fit_operating_point(logits / temperature, val.y, config.classes,
-                                  config.max_sad_as_happy)
+    fine_extra = {}
+    if fine_logits is not None and val.fine is not None and (known := val.fine >= 0).any():
+        ft_val = fit_temperature(fine_logits[known], val.fine[known])
+        fine_pred = fine_logits[known].argmax(1)
+        acc7, f17 = accuracy_and_macro_f1(val.fine[known], fine_pred, len(FINE_CLASSES))
+        fine_extra = {"fine_temperature": ft_val,
+                      "val_expressions": {"accuracy": acc7, "macro_f1": f17,
+                                          "rows": int(known.sum())}}
+        log(f"expressions (7): val accuracy {acc7:.4f}, macro F1 {f17:.4f}")
+    points = fit_points(logits / temperature, val.y, config.classes, config.max_sad_as_happy)
+    offsets = points["balanced"]
     val_report = report(val.y, softmax(logits / temperature + offsets), config.classes)
     seconds = before + time.perf_counter() - started
     ckpt = {"dims": dims.to_dict(), "state_dict": best_state, "classes": list(config.classes),
             "temperature": temperature, "offsets": offsets.tolist(), "config": config.to_dict(),
+            "operating_points": relative_points(points, config.classes),
+            "fine_classes": list(FINE_CLASSES) if has_fine else [],
+            "fine_temperature": fine_extra.get("fine_temperature"),
             "metrics": {"val": val_report, "epochs": len(history), "train_seconds": seconds,
                         "parameters": n_params, "train_rows": len(train), "val_rows": len(val),
                         "device": str(device),
+                        **({"val_expressions": fine_extra["val_expressions"]}
+                           if fine_extra else {}),
                         "data": provenance(config.dataset) if config.dataset else {}}}
     rate = val_report["sad_as_happy"]  # None when val holds no sad face
     log(f"temperature {temperature:.3f}; offsets {np.round(offsets, 2).tolist()}; val accuracy "
@@ -277,35 +327,79 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
     return ckpt
 
 
-def training_splits(config: FusionConfig) -> dict[str, FusionSplit]:
+def training_splits(config: FusionConfig,
+                    splits: tuple[str, ...] = ("train", "val")) -> dict[str, FusionSplit]:
     """Train and val rows of ``config.dataset`` plus those of each ``config.extra`` dataset
     (its only preprocess variant; train rows repeated ``extra_repeat`` times)."""
     ferplus = config.ferplus if config.labels == "ferplus" else None
     parts = [load_splits(config.dataset, config.inputs, preprocess=config.preprocess,
                          classes=config.classes, ferplus=ferplus, labels=config.labels,
-                         splits=("train", "val"))]
+                         splits=splits)]
     parts += [load_splits(extra, config.inputs, preprocess=None, classes=config.classes,
-                          splits=("train", "val")) for extra in config.extra]
+                          splits=splits) for extra in config.extra]
     repeats = [1] + [config.extra_repeat] * len(config.extra)
-    return {"train": merge_splits([p["train"] for p in parts], repeats),
-            "val": merge_splits([p["val"] for p in parts])}
+    return {split: merge_splits([p[split] for p in parts], repeats if split == "train" else None)
+            for split in splits}
+
+
+def config_from_dict(d: dict[str, Any]) -> FusionConfig:
+    """A stored ``FusionConfig.to_dict()`` back (keys this version lacks are ignored)."""
+    known = {f for f in FusionConfig.__dataclass_fields__}
+    d = {k: v for k, v in d.items() if k in known}
+    for key in ("inputs", "classes", "extra"):
+        if key in d:
+            d[key] = tuple(d[key])
+    return FusionConfig(**d)
+
+
+def cost_matrix(classes: tuple[str, ...]) -> np.ndarray:
+    """``COSTS`` as a (k, k) matrix over ``classes`` (rows: true class)."""
+    m = np.zeros((len(classes), len(classes)), np.float32)
+    for (true, pred), c in COSTS.items():
+        if true in classes and pred in classes:
+            m[classes.index(true), classes.index(pred)] = c
+    return m
+
+
+def hard_examples(split: FusionSplit, classes: tuple[str, ...]) -> np.ndarray:
+    """Rows a crop CNN confuses with a smile: non-happy faces whose mouth MediaPipe reads as
+    smiling (mean ``mouthSmile*`` >= ``HARD_SMILE``: crying grimaces, angry or disgusted
+    snarls), and sad faces with raised inner brows and a smile or shut eyes."""
+    from ..blendshapes import BLENDSHAPE_NAMES
+
+    if "blendshapes" not in split.inputs:
+        return np.zeros(len(split), bool)
+    bs = split.inputs["blendshapes"]
+    col = {n: i for i, n in enumerate(BLENDSHAPE_NAMES)}
+    smile = bs[:, [col[n] for n in SMILE]].mean(1)
+    blink = bs[:, [col["eyeBlinkLeft"], col["eyeBlinkRight"]]].mean(1)
+    brow = bs[:, col["browInnerUp"]]
+    not_happy = split.y != classes.index("happy")
+    sad = split.y == classes.index("sad")
+    return (not_happy & (smile >= HARD_SMILE)) | (sad & (brow >= 0.2) & (blink >= 0.5))
 
 
 def _loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
-          smoothing: float) -> torch.Tensor:
-    """Cross-entropy against (soft) targets, class-weighted by the target's mass."""
+          smoothing: float, sample_weight: torch.Tensor | None = None,
+          costs: torch.Tensor | None = None, cost_weight: float = 0.0) -> torch.Tensor:
+    """Cross-entropy against (soft) targets, class-weighted by the target's mass, each row
+    weighted by ``sample_weight``; plus ``cost_weight`` x the expected cost of the prediction
+    (``target @ costs`` . probabilities)."""
     k = logits.shape[1]
-    target = target * (1 - smoothing) + smoothing / k
-    nll = -(target * F.log_softmax(logits.float(), dim=1))
+    smoothed = target * (1 - smoothing) + smoothing / k
+    logp = F.log_softmax(logits.float(), dim=1)
+    nll = -(smoothed * logp)
     if weight is not None:
         nll = nll * weight
-    return nll.sum(1).mean()
+    per_row = nll.sum(1)
+    if costs is not None and cost_weight > 0:
+        per_row = per_row + cost_weight * ((target @ costs) * logp.exp()).sum(1)
+    if sample_weight is not None:
+        return (per_row * sample_weight).sum() / sample_weight.sum()
+    return per_row.mean()
 
 
 def load_fusion(path: str | os.PathLike) -> tuple[FusionNet, dict[str, Any]]:
     """A trained fusion model (eval mode, CPU) and its checkpoint dict."""
     ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
-    dims = ckpt["dims"]
-    model = FusionNet(FusionDimensions(**{**dims, "inputs": tuple(dims["inputs"])}))
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval(), ckpt
+    return FusionNet.from_checkpoint(ckpt), ckpt

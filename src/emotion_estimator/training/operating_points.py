@@ -1,0 +1,65 @@
+"""Operating points: per-class logit offsets fitted on validation data for what a robot needs.
+
+A point is chosen on the validation split under the robot's constraints: sad faces called
+happy at most ``max_sad_as_happy`` (the worst error), and for ``sad-sensitive`` a floor on sad
+recall; among the offsets that meet them, the ones with the best accuracy + macro F1. The
+graph carries the ``balanced`` offsets; every other point is stored in the model's metadata as
+offsets relative to it (:mod:`emotion_estimator.operating`), applied at run time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .metrics import accuracy_and_macro_f1
+
+# name -> minimum validation sad recall (0: none); "balanced" is the graph's own point
+POINTS: dict[str, float] = {"balanced": 0.0, "sad-sensitive": 0.80}
+
+
+def fit_operating_point(logits: np.ndarray, y: np.ndarray, classes: tuple[str, ...],
+                        max_sad_as_happy: float, min_sad_recall: float = 0.0,
+                        span: float = 2.0, steps: int = 41) -> np.ndarray:
+    """Offsets (last class 0) maximising accuracy + macro F1 with sad -> happy <= the cap and
+    sad recall >= ``min_sad_recall``.
+
+    Where no offsets meet both, the ones closest to them are taken (the cap first).
+    """
+    k = logits.shape[1]
+    sad, happy = classes.index("sad"), classes.index("happy")
+    is_sad = y == sad
+    grid = np.linspace(-span, span, steps)
+    best, best_key = np.zeros(k), (-math.inf,) * 4
+    for a in grid:
+        for b in grid:
+            off = np.zeros(k)
+            off[happy], off[sad] = a, b
+            pred = (logits + off).argmax(1)
+            rate = float((pred[is_sad] == happy).mean()) if is_sad.any() else 0.0
+            recall = float((pred[is_sad] == sad).mean()) if is_sad.any() else 1.0
+            acc, f1 = accuracy_and_macro_f1(y, pred, k)
+            short = min(recall - min_sad_recall, 0.0)
+            key = (float(rate <= max_sad_as_happy), -rate if rate > max_sad_as_happy else 0.0,
+                   short, acc + f1 - 1e-4 * float(np.abs(off).sum()))
+            if key > best_key:
+                best, best_key = off, key
+    return best
+
+
+def fit_points(logits: np.ndarray, y: np.ndarray, classes: tuple[str, ...],
+               max_sad_as_happy: float,
+               points: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+    """Absolute offsets per named point (``balanced`` first)."""
+    points = POINTS if points is None else points
+    return {name: fit_operating_point(logits, y, classes, max_sad_as_happy, floor)
+            for name, floor in points.items()}
+
+
+def relative_points(fitted: dict[str, np.ndarray],
+                    classes: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """The metadata form: each point's offsets minus ``balanced``'s, by class name."""
+    base = fitted["balanced"]
+    return {name: {c: round(float(v), 4) for c, v in zip(classes, off - base, strict=True)}
+            for name, off in fitted.items()}
