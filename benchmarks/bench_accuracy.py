@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -39,7 +40,8 @@ from benchlib import CLASSES3, RESULTS, RUNS  # noqa: E402
 SHARED_DATA = benchlib.REPO.parent / "shared" / "data"
 FERPLUS_CSV = SHARED_DATA / "ferplus" / "fer2013new.csv"
 FOLDER = SHARED_DATA / "muxspace"
-FER_PYTHON = benchlib.REPO / "benchmarks" / ".venv-fer" / "bin" / "python"
+FER_PYTHON = Path(os.environ.get("FER_VENV") or benchlib.REPO / "benchmarks" / ".venv-fer") \
+    / "bin" / "python"  # the peer's venv: $FER_VENV, as peers/setup_fer.sh builds it
 FER_RUNNER = benchlib.REPO / "benchmarks" / "peers" / "fer_runner.py"
 FER_LABELS = {"tflite:api": "fer (detect_emotions on the crop)",
               "tflite:tight": "fer CNN on the tight crop",

@@ -17,6 +17,10 @@ on exactly the arrays the classifier feeds it, and the whole per-face step
     .venv/bin/python benchmarks/bench_speed.py                 # results/speed.{md,json,png}
     .venv/bin/python benchmarks/bench_speed.py --reps 5 --clips /work/shared/media/single_face.mp4
     .venv/bin/python benchmarks/bench_speed.py --model fusion runs/x/model.onnx --reps 1
+    FER_VENV=/opt/fer-venv .venv/bin/python benchmarks/bench_speed.py   # or --fer-venv DIR
+
+The report names the CPU model, the cores this process may use and the load average, and
+gives CPU time per frame (and its fer / ours ratio) beside frames per second.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 from benchlib import RESULTS  # noqa: E402
 
-FER_PYTHON = benchlib.REPO / "benchmarks" / ".venv-fer" / "bin" / "python"
+FER_VENV = benchlib.REPO / "benchmarks" / ".venv-fer"  # unless --fer-venv / $FER_VENV
 FER_RUNNER = benchlib.REPO / "benchmarks" / "peers" / "fer_runner.py"
 CLIPS = [benchlib.MEDIA / "single_face.mp4", benchlib.MEDIA / "face_noface.mov"]
 FACE_IMAGE = benchlib.MEDIA / "single_face.jpg"  # the face of the latency figures
@@ -77,10 +81,20 @@ def ours_cmd(clip: Path, model: str | None) -> list[str]:
     return cmd + (["--model", model] if model else [])
 
 
+def fer_venv() -> Path:
+    """The peer's venv: ``$FER_VENV`` (``--fer-venv`` sets it; ``peers/setup_fer.sh`` builds
+    it there too), else ``benchmarks/.venv-fer``."""
+    import os
+
+    return Path(os.environ["FER_VENV"]) if os.environ.get("FER_VENV") else FER_VENV
+
+
 def fer_cmd(*args: str) -> list[str]:
-    if not FER_PYTHON.is_file():
-        benchlib.fail("peer venv missing: run benchmarks/peers/setup_fer.sh first")
-    return [str(FER_PYTHON), str(FER_RUNNER), *args]
+    python = fer_venv() / "bin" / "python"
+    if not python.is_file():
+        benchlib.fail(f"peer venv missing: no {python} (run benchmarks/peers/setup_fer.sh, "
+                      "or point --fer-venv / FER_VENV at fer's venv)")
+    return [str(python), str(FER_RUNNER), *args]
 
 
 def video_runs(clips: list[Path], reps: int, model: str | None, fer_mode: str) -> list[dict]:
@@ -346,20 +360,7 @@ def plot_speed(report: dict, out: Path) -> None:
 
 
 def machine() -> str:
-    import os
-    import platform
-
-    cpu = "CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{os.cpu_count()}-core {cpu}, {platform.system()}, shared machine "
-            f"(load average {load:.1f} at start)")
+    return f"{benchlib.machine()} at start, shared machine"
 
 
 def shipped_first() -> list[str]:
@@ -383,7 +384,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calls", type=int, default=2000, help="latency calls per measurement")
     p.add_argument("--warmup", type=int, default=100, help="latency warm-up calls")
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    p.add_argument("--fer-venv", type=Path, metavar="DIR",
+                   help="fer's venv (default: $FER_VENV, else benchmarks/.venv-fer)")
     args = p.parse_args(argv)
+    if args.fer_venv is not None:
+        import os
+
+        os.environ["FER_VENV"] = str(args.fer_venv.resolve())
     if args.child_video:
         print(json.dumps(ours_video(args.child_video, args.model[0] if args.model else None)))
         return 0

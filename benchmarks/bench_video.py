@@ -43,7 +43,16 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import MEDIA, RUNS, guarded, markdown_table, rss_mb, write_json  # noqa: E402
+from benchlib import (  # noqa: E402
+    MEDIA,
+    RUNS,
+    cpu_seconds,
+    guarded,
+    machine,
+    markdown_table,
+    rss_mb,
+    write_json,
+)
 
 from emotion_estimator.classifier import DEFAULT_MODEL, EmotionClassifier  # noqa: E402
 from emotion_estimator.cli import quiet_native_logs  # noqa: E402
@@ -119,16 +128,22 @@ def speed(videos: list[Path], model: str | None, rounds: int) -> list[dict]:
                     "analyze": lambda v=video: analyze(v, out, model),
                     "annotate": lambda v=video: analyze(v, out, model, "--annotate", str(ann))}
             fps: dict[str, list[float]] = {k: [] for k in runs}
+            cpu: dict[str, list[float]] = {k: [] for k in runs}  # ms per frame, all threads
             for _ in range(rounds):
                 for key in rng.permutation(list(runs)):  # no order bias
-                    t = time.perf_counter()
+                    t, c = time.perf_counter(), cpu_seconds()
                     runs[key]()
                     fps[key].append(n / (time.perf_counter() - t))
+                    cpu[key].append(1000 * (cpu_seconds() - c) / n)
             med = {k: statistics.median(v) for k, v in fps.items()}
+            cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
             best = {k: max(v) for k, v in fps.items()}
             h, w = frames[0].shape[:2]
             results.append({"video": video.name, "size": f"{w}x{h}", "frames": n,
                             "rounds": rounds, "fps": fps, "median_fps": med, "best_fps": best,
+                            "cpu_ms": cpu, "median_cpu_ms": cpu_med,
+                            "cpu_ratio_analyze": cpu_med["analyze"] / cpu_med["bare"],
+                            "cpu_ratio_annotate": cpu_med["annotate"] / cpu_med["bare"],
                             "ratio_analyze": med["analyze"] / med["bare"],
                             "ratio_analyze_best": best["analyze"] / best["bare"],
                             "ratio_analyze_vs_decoded": med["analyze"] / med["bare_decoded"],
@@ -293,7 +308,8 @@ def main() -> None:
     args = ap.parse_args()
     quiet_native_logs()
     videos = [MEDIA / "single_face.mp4", MEDIA / "face_noface.mov"]
-    report: dict = {"model": args.model or DEFAULT_MODEL}
+    report: dict = {"model": args.model or DEFAULT_MODEL, "machine": machine()}
+    print(f"machine: {report['machine']}")
 
     parts = set(args.parts.split(","))
     unknown = parts - {"lag", "flicker", "speed", "memory"}
@@ -337,6 +353,14 @@ def main() -> None:
               f"{r['median_fps']['annotate']:.1f} ({r['best_fps']['annotate']:.1f})",
               r["ratio_annotate"]]
              for r in timings], align="lrrrrrrrrrr"))
+        print("CPU ms per frame (user + system, all threads), median of the rounds")
+        print(markdown_table(
+            ["video", "bare", "bare, pre-decoded", "analyze", "CPU ratio", "annotate",
+             "CPU ratio"],
+            [[r["video"], *(f"{r['median_cpu_ms'][k]:.2f}"
+                            for k in ("bare", "bare_decoded", "analyze")),
+              r["cpu_ratio_analyze"], f"{r['median_cpu_ms']['annotate']:.2f}",
+              r["cpu_ratio_annotate"]] for r in timings], align="lrrrrrr"))
 
     if "memory" in parts:
         report["memory"] = mem = memory(args.model, args.memory_frames)

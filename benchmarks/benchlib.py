@@ -203,6 +203,24 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def machine() -> str:
+    """What every report names: the CPU model, the cores this process may use (of all), the
+    system and the load average now (ratios travel between machines, absolute figures not)."""
+    import platform
+
+    cpu = platform.processor() or "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{cpu}, {cpu_count()} of {os.cpu_count()} cores usable, {platform.system()}, "
+            f"load average {load:.1f}")
+
+
 def cpu_seconds() -> float:
     """User + system CPU time of this process so far, all threads (robust to a busy machine)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -1,4 +1,5 @@
-"""``emotion-estimator bench accuracy|speed|all``: side-by-side benchmarks against ``fer``.
+"""``emotion-estimator bench accuracy|speed|growth|all``: benchmarks (against ``fer``; growth:
+against a bare MediaPipe loop, by resolution and faces).
 
 A thin wrapper over the scripts in the source checkout's ``benchmarks/`` (they are not part of
 the installed package): it checks the setup, then runs each script with this interpreter and
@@ -8,9 +9,11 @@ passes the remaining options through. Results go to ``benchmarks/results/``.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 SCRIPTS = {"accuracy": "bench_accuracy.py", "speed": "bench_speed.py"}
+OWN = {"growth": "bench_growth.py"}  # no peer needed; not part of "all"
 
 
 def benchmarks_dir() -> Path:
@@ -19,9 +22,11 @@ def benchmarks_dir() -> Path:
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("which", choices=["accuracy", "speed", "all"],
+    p.add_argument("which", choices=["accuracy", "speed", "growth", "all"],
                    help="accuracy: FER2013 PrivateTest (original and FER+ labels) and "
-                        "labelled photos, end to end; speed: video fps, latency, size; all")
+                        "labelled photos, end to end; speed: video fps, latency, size; "
+                        "growth: product / bare MediaPipe CPU and fps by resolution and "
+                        "faces, and a per-stage profile; all: accuracy + speed")
     p.add_argument("--setup-peer", action="store_true",
                    help="first build benchmarks/.venv-fer with fer + TensorFlow (large download)")
     p.add_argument("options", nargs=argparse.REMAINDER,
@@ -39,15 +44,20 @@ def run(args: argparse.Namespace) -> int:
     if not (root / "benchlib.py").is_file():
         raise InputError("bench needs a source checkout: benchmarks/ is not beside the package "
                          f"(looked in {root})")
+    if args.which in OWN:
+        return subprocess.call([sys.executable, str(root / OWN[args.which]), *args.options],
+                               stderr=_stderr())
     if args.setup_peer:
         code = subprocess.call(["bash", str(root / "peers" / "setup_fer.sh")])
         if code:
             return code
     skip_fer = "--skip-fer" in args.options
-    if not skip_fer and not (root / ".venv-fer" / "bin" / "python").is_file():
-        raise InputError("the peer's venv benchmarks/.venv-fer is missing: run "
+    venv = Path(os.environ.get("FER_VENV") or root / ".venv-fer")
+    if not skip_fer and not (venv / "bin" / "python").is_file():
+        raise InputError(f"the peer's venv {venv} is missing: run "
                          "'emotion-estimator bench --setup-peer ...' or "
-                         "benchmarks/peers/setup_fer.sh (or pass --skip-fer to accuracy)")
+                         "benchmarks/peers/setup_fer.sh, or set FER_VENV to fer's venv "
+                         "(or pass --skip-fer to accuracy)")
     which = list(SCRIPTS) if args.which == "all" else [args.which]
     if args.which == "all" and args.options:
         raise InputError("options are script-specific: run 'bench accuracy' and 'bench speed' "
