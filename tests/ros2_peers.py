@@ -5,7 +5,8 @@ publishes the video's frames (real frames, 30 fps by default) with stamps; the `
 of raw frames is chosen (rgb8, bgr8, mono8, ...); ``--corrupt N`` sends N broken frames first.
 ``python tests/ros2_peers.py listen --seconds S --out FILE.json`` records every message of the
 REP-155 face topics (found on the graph as they appear), ``/diagnostics`` and the change
-topic, with the receive time, and the per-face topics that existed over time.
+topic, with the receive time, and the per-face topics that existed over time, until SIGINT /
+SIGTERM or ``--seconds``; it prints ``listening`` once subscribed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import sys
 import time
 
@@ -33,13 +35,17 @@ def publish(args: argparse.Namespace) -> int:
     cap = cv2.VideoCapture(args.video)
     frames = []
     while (item := cap.read())[0]:
-        frames.append(item[1])
+        frame = item[1]
+        if args.scale != 1.0:
+            frame = cv2.resize(frame, None, fx=args.scale, fy=args.scale,
+                               interpolation=cv2.INTER_AREA)
+        frames.append(frame)
     cap.release()
     deadline = time.monotonic() + args.wait_s  # until the node has subscribed
     while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     period = 1.0 / args.fps
-    sent = 0
+    sent, stamps = 0, []
     start = time.monotonic()
     for _ in range(args.corrupt):
         msg = CompressedImage(format="jpeg", data=b"\xff\xd8\xff\xe0 not really a jpeg")
@@ -50,6 +56,7 @@ def publish(args: argparse.Namespace) -> int:
     for _ in range(args.repeat):
         for bgr in frames:
             stamp = node.get_clock().now().to_msg()
+            stamps.append(stamp.sec * 1_000_000_000 + stamp.nanosec)
             if args.kind == "string":
                 pub.publish(String(data="not an image"))
             elif args.kind == "compressed":
@@ -67,7 +74,7 @@ def publish(args: argparse.Namespace) -> int:
             if delay > 0:
                 time.sleep(delay)
     time.sleep(args.linger_s)
-    print(json.dumps({"sent": sent, "seconds": time.monotonic() - start}))
+    print(json.dumps({"sent": sent, "seconds": time.monotonic() - start, "stamps": stamps}))
     node.destroy_node()
     rclpy.shutdown()
     return 0
@@ -91,9 +98,10 @@ def listen(args: argparse.Namespace) -> int:
     from diagnostic_msgs.msg import DiagnosticArray
     from hri_msgs.msg import Expression, IdsList, NormalizedRegionOfInterest2D
     from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
     from std_msgs.msg import String
 
-    rclpy.init()
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("test_listener")
     ns = args.namespace.rstrip("/")
     face_topic = re.compile(rf"^{re.escape(ns)}/([^/]+)/(roi|expression)$")
@@ -134,7 +142,11 @@ def listen(args: argparse.Namespace) -> int:
     executor.add_node(node)
     end = time.monotonic() + args.seconds
     last_graph = 0.0
-    while time.monotonic() < end:
+    stop = []
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    print("listening", flush=True)
+    while time.monotonic() < end and not stop:
         executor.spin_once(timeout_sec=0.02)
         if time.monotonic() - last_graph > 0.05:
             last_graph = time.monotonic()
@@ -218,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     pub.add_argument("--kind", choices=("image", "compressed", "string"), default="image")
     pub.add_argument("--encoding", default="bgr8")
     pub.add_argument("--fps", type=float, default=30.0)
+    pub.add_argument("--scale", type=float, default=1.0)
     pub.add_argument("--repeat", type=int, default=1)
     pub.add_argument("--corrupt", type=int, default=0)
     pub.add_argument("--wait-s", type=float, default=20.0)

@@ -5,7 +5,8 @@ Reads ROS 2 bags (a folder with ``metadata.yaml``, sqlite3 or MCAP; or a bare ``
 of ``sensor_msgs/Image`` or ``CompressedImage`` (:mod:`.images`). Timestamps come from the
 recording: each image's header stamp (its receive time where the stamp is zero), as seconds
 since the topic's first image; :class:`BagFrame` keeps the absolute stamp and frame id so the
-results can be written back with the source stamps (:mod:`.bagwriter`).
+results can be written back with the source stamps (:mod:`.bagwriter`); ``start_ns`` is the
+first image's stamp, so ``start_ns + round(timestamp_s * 1e9)`` is any frame's own stamp.
 
 Opened through :func:`emotion_estimator.sources.open_source` (``analyze BAG --topic T``,
 ``batch``); ``analyze --list-topics BAG`` prints :func:`image_topics`.
@@ -101,7 +102,7 @@ class BagSource(FrameSource):
         super().__init__()
         self.path = Path(path)
         self.name = str(path)
-        self.last_stamp_ns, self.last_frame_id = 0, ""  # of the frame last yielded
+        self.start_ns, self.frame_id = 0, ""  # the first image's stamp and frame id
         self._reader = _open_reader(self.path)
         try:
             self._connections = self._choose(topic)
@@ -169,8 +170,9 @@ class BagSource(FrameSource):
             if image is not None and (last is None or stamp > last):
                 t0 = stamp if t0 is None else t0
                 last = stamp
-                self.last_stamp_ns, self.last_frame_id = stamp, str(msg.header.frame_id)
-                yield BagFrame(index, (stamp - t0) / 1e9, image, stamp, self.last_frame_id)
+                if index == 0:
+                    self.start_ns, self.frame_id = stamp, str(msg.header.frame_id)
+                yield BagFrame(index, (stamp - t0) / 1e9, image, stamp, str(msg.header.frame_id))
                 index += 1
             elif image is not None:
                 skipped += 1

@@ -47,8 +47,11 @@ class BagWriter:
 
         self.target = Path(path)
         self.namespace = namespace.rstrip("/")
-        self.tmp = self.target.with_name(f".{self.target.name}.part-{os.getpid()}")
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        # rosbags names the storage file after the folder: write OUT inside a temp folder
+        self.tmp_parent = self.target.with_name(f".{self.target.name}.part-{os.getpid()}")
+        shutil.rmtree(self.tmp_parent, ignore_errors=True)
+        self.tmp_parent.mkdir()
+        self.tmp = self.tmp_parent / self.target.name
         plugin = (StoragePlugin.SQLITE3 if self.target.suffix.lower() == ".db3"
                   else StoragePlugin.MCAP)
         self.store = typestore()
@@ -111,3 +114,4 @@ class BagWriter:
         elif self.target.exists():
             self.target.unlink()
         os.replace(self.tmp, self.target)
+        self.tmp_parent.rmdir()

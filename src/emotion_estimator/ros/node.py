@@ -87,6 +87,7 @@ class EmotionNode:
         self.input_type: str | None = None
         self.subscription = None
         self.error: BaseException | None = None
+        self._wrong_types: tuple[str, ...] = ()
         self._pub_lock = threading.Lock()
         self._worker = threading.Thread(target=self._work, name="emotion-estimator", daemon=True)
         self._worker.start()
@@ -138,7 +139,10 @@ class EmotionNode:
             if chosen is not None:
                 self._subscribe(chosen)
                 return
-        if self.input_type not in types and self.stats.bad_frame("wrong_type"):
+        if self.input_type in types or tuple(types) == self._wrong_types:
+            return
+        self._wrong_types = tuple(types)  # counted once per change of the topic's types
+        if self.stats.bad_frame("wrong_type"):
             self._say(f"{self.input_topic} carries {', '.join(types)}, not "
                       f"{self.input_type or 'sensor_msgs/msg/Image or CompressedImage'}; "
                       "waiting for an image publisher")
@@ -152,7 +156,10 @@ class EmotionNode:
 
     def _say(self, text: str, error: bool = True) -> None:
         """To /rosout, and to the terminal (the CLI sends native stderr to /dev/null)."""
-        (self.log.error if error else self.log.info)(text)
+        if error:  # (rclpy wants one severity per call site)
+            self.log.error(text)
+        else:
+            self.log.info(text)
         if sys.stderr.fileno() != 2:
             print(f"emotion-estimator ros2: {'error: ' if error else ''}{text}",
                   file=sys.stderr)
