@@ -185,6 +185,28 @@ def test_frames_endpoint_returns_results_and_rejects_bad_frames(live, media):
         assert closed.value.rcvd.code == 1009
 
 
+def test_snapshot_picture_and_its_message_are_one_frame(live):
+    """/v1/frame.jpg: the dashboard's picture and, in a header, that frame's message."""
+    address, _ = live
+    assert http(f"http://{address}/v1/frame.jpg", token=None)[0] == 401
+    deadline = time.monotonic() + 20
+    while (got := http(f"http://{address}/v1/frame.jpg"))[0] != 200:
+        assert time.monotonic() < deadline, got[0]
+        time.sleep(0.1)
+    _, body, headers = got
+    picture = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+    msg = json.loads(headers["X-Frame-Message"])
+    assert picture.shape == (360, 640, 3) and msg["type"] == "frame"
+    (face,) = msg["faces"]
+    x, y, w, h = (round(face[k]) for k in ("x", "y", "w", "h"))
+    from emotion_estimator.render import UNDECIDED, class_color
+
+    box = UNDECIDED if not face["decided"] else class_color(face["label"], ("happy", "sad",
+                                                                              "unknown"))
+    edge = picture[y + h // 2, max(x - 1, 0):x + 3].astype(int)  # the box's left edge
+    assert (np.abs(edge - box).max(axis=1) < 60).any()  # drawn for this very face
+
+
 def test_frames_carry_the_senders_timestamp(live, media):
     """``{"timestamp_s": T}`` before a frame: the frame is filtered at the robot's time T."""
     address, _ = live

@@ -6,6 +6,7 @@ explicitly, so Selenium Manager is never asked); skipped where they are absent.
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 
@@ -96,5 +97,10 @@ def test_dashboard_shows_the_face_box_and_a_moving_timeline(browser, dashboard_s
     moved = np.abs(region(second, timeline).astype(int)
                    - region(first, timeline).astype(int)).max(axis=2) > 30
     assert moved.sum() > 200  # the timeline scrolls with time
-    # and the page really used the token for its stream and picture
-    assert browser.execute_script("return arguments[0].src", video).endswith(f"token={TOKEN}")
+    # the picture and the table come from one frame (/v1/frame.jpg and its message header),
+    # fetched with the token; a label is shown with its own probability
+    assert browser.execute_script(
+        "return performance.getEntriesByType('resource').some("
+        "e => e.name.includes('/v1/frame.jpg?token=' + arguments[0]))", TOKEN)
+    assert re.search(r"#0\s+(happy|sad|unknown) \d+%|#0\s+undecided",
+                     browser.find_element(By.ID, "faces").text)

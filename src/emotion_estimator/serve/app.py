@@ -141,6 +141,15 @@ class Server:
         return StreamingResponse(parts(), media_type="multipart/x-mixed-replace; boundary=frame",
                                  headers={"Cache-Control": "no-store"})
 
+    async def snapshot(self, request: Request) -> Response:
+        """The newest annotated picture as one JPEG, its ``frame`` message (the same frame)
+        in the ``X-Frame-Message`` header; 204 before the first frame."""
+        data, msg = await run_in_threadpool(self.publisher.snapshot)
+        if data is None or msg is None:
+            return Response(status_code=204, headers={"Cache-Control": "no-store"})
+        return Response(data, media_type="image/jpeg",
+                        headers={"Cache-Control": "no-store", "X-Frame-Message": dumps(msg)})
+
     async def analyze(self, request: Request) -> Response:
         """POST an image's bytes -> its faces (no smoothing: one still)."""
         limit = self.config.max_image_bytes
@@ -369,6 +378,7 @@ def create_app(estimator: EmotionEstimator, source: FrameSource | None = None,
         Route("/healthz", server.healthz),
         Route("/metrics", server.metrics_text),
         Route("/v1/video.mjpg", server.video),
+        Route("/v1/frame.jpg", server.snapshot),
         Route("/v1/analyze", server.analyze, methods=["POST"]),
         WebSocketRoute("/v1/stream", server.stream_ws),
         WebSocketRoute("/v1/frames", server.frames_ws),

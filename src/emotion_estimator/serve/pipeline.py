@@ -35,6 +35,7 @@ class Publisher:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self._latest: FrameResult | None = None
+        self._latest_msg: dict[str, Any] | None = None  # the frame message of ``_latest``
         self._jpeg: tuple[FrameResult | None, bytes | None] = (None, None)
 
     def __call__(self, result: FrameResult, source: str, frame: LiveFrame | None,
@@ -46,7 +47,7 @@ class Publisher:
         with self._lock:
             self.metrics.frame(len(result.faces), None if latency is None else latency / 1000,
                                new_drops)
-            self._latest = result
+            self._latest, self._latest_msg = result, msg
         if events:
             self.metrics.events.inc(len(events))
         texts = [("frame", dumps(msg)), *(("event", dumps(e)) for e in events)]
@@ -58,12 +59,22 @@ class Publisher:
 
     def jpeg(self) -> bytes | None:
         """The newest result drawn (boxes, labels, bars) as JPEG; one encoding per result."""
+        return self.snapshot()[0]
+
+    def snapshot(self) -> tuple[bytes | None, dict[str, Any] | None]:
+        """The newest result drawn as JPEG and its ``frame`` message: one frame, so a page
+        shows the picture and the table of the same moment."""
+        with self._lock:
+            latest, msg = self._latest, self._latest_msg
+        return self._draw(latest), msg
+
+    def _draw(self, latest: FrameResult | None) -> bytes | None:
         import cv2
 
         from ..render import annotate
 
         with self._lock:
-            latest, (done, data) = self._latest, self._jpeg
+            done, data = self._jpeg
         if latest is None or latest.image is None:
             return None
         if done is latest:

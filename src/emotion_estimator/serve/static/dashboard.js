@@ -1,4 +1,5 @@
-// The dashboard: the annotated picture (MJPEG), a probability timeline per face, the events.
+// The dashboard: the annotated picture and its faces table (one frame, from /v1/frame.jpg and
+// its X-Frame-Message header), a probability timeline per face with axes, the events.
 "use strict";
 (() => {
   const params = new URLSearchParams(location.search);
@@ -13,7 +14,7 @@
   let last = null;
 
   const video = document.getElementById("video");
-  video.src = "/v1/video.mjpg" + query;
+  const PICTURE_MS = 1000 / 15;
   const status = document.getElementById("status");
   const canvas = document.getElementById("timeline");
   const ctx = canvas.getContext("2d");
@@ -30,13 +31,36 @@
       if (!history.has(face.face_id)) history.set(face.face_id, []);
       history.get(face.face_id).push({ t: now, p });
     }
+  }
+
+  const pct = (p) => `${(100 * p).toFixed(0)}%`;
+
+  // the faces of the frame the picture shows: an undecided face says so; a label is shown
+  // with its own probability (a held label may trail a class that leads but has not won)
+  function table(msg) {
     const rows = msg.faces.map((f) => {
-      const probs = classes.map((c) => `${c} ${(100 * f["p_" + c]).toFixed(0)}%`).join(", ");
-      const label = f.decided === false ? "(deciding)" : f.label;
-      return `<tr><td>#${f.face_id}</td><td style="color:${color(f.label)}">${label}</td><td>${probs}</td></tr>`;
+      const probs = classes.map((c) => `${c} ${pct(f["p_" + c])}`).join(", ");
+      const decided = f.decided !== false && f.label != null;
+      const label = decided ? `${f.label} ${pct(f["p_" + f.label])}` : "undecided";
+      const style = decided ? `color:${color(f.label)}` : "color:#999;font-style:italic";
+      return `<tr><td>#${f.face_id}</td><td style="${style}">${label}</td><td>${probs}</td></tr>`;
     });
     document.querySelector("#faces tbody").innerHTML = rows.join("") ||
       "<tr><td colspan=3>no face</td></tr>";
+  }
+
+  async function picture() {
+    try {
+      const response = await fetch("/v1/frame.jpg" + query, { cache: "no-store" });
+      const header = response.headers.get("X-Frame-Message");
+      if (response.status === 200 && header) {
+        const msg = JSON.parse(header);
+        const url = URL.createObjectURL(await response.blob());
+        video.onload = () => { URL.revokeObjectURL(url); table(msg); };
+        video.src = url;
+      }
+    } catch (e) { /* the server went away: the stream's status line says so */ }
+    setTimeout(picture, PICTURE_MS);
   }
 
   function onEvent(msg) {
@@ -54,14 +78,34 @@
       "<span>(one dash style per face)</span>";
   }
 
+  // the plot area inside the canvas: room for the probability axis (left), time axis (below)
+  const M = { left: 56, right: 8, top: 8, bottom: 30 };
+
+  function axes(w, h) {
+    const pw = w - M.left - M.right, ph = h - M.top - M.bottom;
+    ctx.strokeStyle = "#333"; ctx.lineWidth = 1; ctx.fillStyle = "#9aa";
+    ctx.font = "12px system-ui, sans-serif";
+    ctx.textAlign = "center"; ctx.textBaseline = "top";
+    for (let s = 0; s <= WINDOW_S; s += 5) {
+      const x = M.left + pw - (s / WINDOW_S) * pw;
+      ctx.beginPath(); ctx.moveTo(x, M.top); ctx.lineTo(x, M.top + ph); ctx.stroke();
+      ctx.fillText(s ? `−${s} s` : "now", x, M.top + ph + 4);
+    }
+    ctx.textAlign = "right"; ctx.textBaseline = "middle";
+    for (const p of [0, 0.25, 0.5, 0.75, 1]) {
+      const y = M.top + ph - p * ph;
+      ctx.beginPath(); ctx.moveTo(M.left, y); ctx.lineTo(M.left + pw, y); ctx.stroke();
+      ctx.fillText(p.toFixed(p % 0.5 ? 2 : 1), M.left - 6, y);
+    }
+    ctx.save(); ctx.translate(12, M.top + ph / 2); ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = "center"; ctx.fillText("probability", 0, 0); ctx.restore();
+    return { pw, ph };
+  }
+
   function draw() {
     const w = canvas.width, h = canvas.height, now = performance.now() / 1000;
     ctx.clearRect(0, 0, w, h);
-    ctx.strokeStyle = "#333"; ctx.lineWidth = 1;
-    for (let s = 0; s <= WINDOW_S; s += 5) {
-      const x = w - (s / WINDOW_S) * w;
-      ctx.beginPath(); ctx.moveTo(x, 0); ctx.lineTo(x, h); ctx.stroke();
-    }
+    const { pw, ph } = axes(w, h);
     let k = 0;
     for (const [id, points] of history) {
       while (points.length && now - points[0].t > WINDOW_S) points.shift();
@@ -70,7 +114,7 @@
       for (const c of classes) {
         ctx.strokeStyle = color(c); ctx.lineWidth = 3; ctx.beginPath();
         points.forEach((pt, i) => {
-          const x = w - ((now - pt.t) / WINDOW_S) * w, y = h - 4 - pt.p[c] * (h - 8);
+          const x = M.left + pw - ((now - pt.t) / WINDOW_S) * pw, y = M.top + ph - pt.p[c] * ph;
           if (i) ctx.lineTo(x, y); else ctx.moveTo(x, y);
         });
         ctx.stroke();
@@ -100,4 +144,5 @@
 
   connect(500);
   draw();
+  picture();
 })();
