@@ -59,16 +59,15 @@ def _scale(width: int, height: int) -> np.ndarray:
     return np.array([width, height, width], np.float32)
 
 
-def _eyes(landmarks: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel centres of the right and left eye (mean of each eye's two corners) of ``(n, 478,
-    3)`` normalised landmarks, ``(n, 2)`` each: four points per face, not all 478."""
-    corners = landmarks[:, EYE_CORNERS, :2].astype(np.float32) * _scale(width, height)[:2]
-    return corners[:, :2].mean(axis=1), corners[:, 2:].mean(axis=1)
+EyeFrame = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def _frame(right: np.ndarray, left: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per face: the eyes' midpoint ``(n, 2)``, the eye line's unit direction ``(n, 2)`` and
-    the inter-ocular distance ``(n,)`` (at least 1e-6)."""
+def eye_frame(landmarks: np.ndarray, width: int, height: int) -> EyeFrame:
+    """Per face of ``(n, 478, 3)`` normalised landmarks: the eyes' midpoint ``(n, 2)`` in
+    pixels, the eye line's unit direction ``(n, 2)`` and the inter-ocular distance ``(n,)``
+    (at least 1e-6). Each eye is the mean of its two corners: four points per face."""
+    c = landmarks[:, EYE_CORNERS, :2].astype(np.float32) * _scale(width, height)[:2]
+    right, left = (c[:, 0] + c[:, 1]) / 2, (c[:, 2] + c[:, 3]) / 2
     d = left - right
     dist = np.maximum(np.hypot(d[:, 0], d[:, 1]), np.float32(1e-6))
     return (right + left) / 2, d / dist[:, None], dist
@@ -80,15 +79,20 @@ def _stack(faces: Sequence[Face]) -> np.ndarray:
                                                                          np.float32)
 
 
-def aligned_batch(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
-    """``landmarks`` v1 of ``(n, 478, 3)`` normalised landmarks at once -> ``(n, 478, 3)``."""
+def aligned_batch(landmarks: np.ndarray, width: int, height: int,
+                  frame: EyeFrame | None = None) -> np.ndarray:
+    """``landmarks`` v1 of ``(n, 478, 3)`` normalised landmarks at once -> ``(n, 478, 3)``
+    (``frame``: their :func:`eye_frame`, when already computed)."""
     p = landmarks.astype(np.float32) * _scale(width, height)
-    mid, unit, dist = _frame(*_eyes(landmarks, width, height))
+    mid, unit, dist = frame if frame is not None else eye_frame(landmarks, width, height)
     c, s = unit[:, :1], unit[:, 1:]
     x, y = p[:, :, 0] - mid[:, :1], p[:, :, 1] - mid[:, 1:]
-    z = p[:, :, 2] - p[:, :, 2].mean(axis=1, keepdims=True)
-    out = np.stack([c * x + s * y, -s * x + c * y, z], axis=2)
-    return (out / dist[:, None, None]).astype(np.float32, copy=False)
+    out = np.empty_like(p)
+    out[:, :, 0] = c * x + s * y
+    out[:, :, 1] = -s * x + c * y
+    out[:, :, 2] = p[:, :, 2] - p[:, :, 2].sum(axis=1, keepdims=True) / np.float32(p.shape[1])
+    out /= dist[:, None, None]
+    return out
 
 
 def aligned_landmarks(face: Face, width: int, height: int) -> np.ndarray:
@@ -96,14 +100,17 @@ def aligned_landmarks(face: Face, width: int, height: int) -> np.ndarray:
     return aligned_batch(face.landmarks[None], width, height)[0]
 
 
-def transforms(landmarks: np.ndarray, width: int, height: int, size: int) -> np.ndarray:
+def transforms(landmarks: np.ndarray, width: int, height: int, size: int,
+               frame: EyeFrame | None = None) -> np.ndarray:
     """``(n, 2, 3)`` similarities mapping frame pixels to each face's aligned crop."""
-    mid, unit, dist = _frame(*_eyes(landmarks, width, height))
+    mid, unit, dist = frame if frame is not None else eye_frame(landmarks, width, height)
     cs = unit.astype(np.float64) * (IOD * size / dist.astype(np.float64))[:, None]
-    c, s = cs[:, 0], cs[:, 1]
-    rot = np.stack([np.stack([c, s], axis=1), np.stack([-s, c], axis=1)], axis=1)
-    shift = np.array([0.5 * size, EYE_Y * size]) - np.einsum("nij,nj->ni", rot, mid)
-    return np.concatenate([rot, shift[:, :, None]], axis=2)
+    m = np.empty((len(cs), 2, 3))
+    m[:, 0, 0], m[:, 0, 1] = cs[:, 0], cs[:, 1]
+    m[:, 1, 0], m[:, 1, 1] = -cs[:, 1], cs[:, 0]
+    m[:, :, 2] = np.array([0.5 * size, EYE_Y * size]) - np.einsum("nij,nj->ni", m[:, :, :2],
+                                                                   mid)
+    return m
 
 
 def face_transform(face: Face, width: int, height: int, size: int) -> np.ndarray:
@@ -222,6 +229,7 @@ def build(specs: Sequence[Mapping[str, Any]], faces: Sequence[Face],
         image = _check_image(image, "the frame for this model's inputs")
     height, width = image.shape[:2] if needs_image else (0, 0)
     landmarks = _stack(faces) if needs_image else None  # one array for all faces
+    frame = eye_frame(landmarks, width, height) if needs_image else None
     batch: dict[str, np.ndarray] = {}
     for spec in specs:
         kind = spec["kind"]
@@ -229,11 +237,11 @@ def build(specs: Sequence[Mapping[str, Any]], faces: Sequence[Face],
             arr = (np.stack([f.scores for f in faces]).astype(np.float32) if n
                    else np.zeros((0, len(BLENDSHAPE_NAMES)), np.float32))
         elif kind == "landmarks":
-            arr = aligned_batch(landmarks, width, height)
+            arr = aligned_batch(landmarks, width, height, frame)
         else:
             size = int(spec.get("size", DEFAULT_FACE_SIZE))
             arr = np.zeros((n, size, size), np.uint8)
-            for i, m in enumerate(transforms(landmarks, width, height, size)):
+            for i, m in enumerate(transforms(landmarks, width, height, size, frame)):
                 arr[i] = crop(image, m, size)
         batch[spec["name"]] = arr
     return batch
