@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "media"
 PEERS = str(Path(__file__).with_name("ros2_peers.py"))
 FACE_ID = re.compile(r"^face_\d+$")
-LABELS = {"happy", "sad", "unknown"}
+LABELS = {"happy", "sad", "unknown",  # 3-class labels, or the expression view:
+          "neutral", "angry", "surprised", "disgusted", "scared"}
 
 needs_media = pytest.mark.skipif(not (MEDIA / "face_noface.mov").is_file(),
                                  reason="../shared/media is absent")

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ..temporal import SMOOTHING
+from .view_options import add_view_options
 
 MAX_FACES = 100
 
@@ -20,6 +21,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="where the REP-155 face topics go (default: /humans/faces)")
     p.add_argument("--model", default="", metavar="ONNX|NAME",
                    help="classifier (default: shipped)")
+    add_view_options(p)
     p.add_argument("--smoothing", choices=SMOOTHING, default="ema",
                    help="temporal filter per face (default: ema)")
     p.add_argument("--max-faces", type=int, default=1, metavar="N", help="faces per frame (1)")
@@ -28,8 +30,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--landmarker", metavar="PATH", help="face_landmarker.task to use")
     p.add_argument("--ros-args", nargs=argparse.REMAINDER, default=[], metavar="ARG",
                    help="everything after it goes to ROS (-r remaps, -p name:=value "
-                        "parameters: topic, input_type, namespace, model, smoothing, "
-                        "max_faces, forget_after)")
+                        "parameters: topic, input_type, namespace, model, operating_point, "
+                        "smoothing, max_faces, forget_after)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = NodeConfig(topic=args.topic, input_type=args.input_type,
                         namespace=args.namespace, model=args.model or "",
+                        operating_point=args.operating_point,
                         smoothing=args.smoothing, max_faces=args.max_faces,
                         forget_after=args.forget_after)
 
@@ -56,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             return EmotionEstimator(cfg.model or None, max_faces=cfg.max_faces,
                                     smoothing=cfg.smoothing, forget_s=cfg.forget_after,
-                                    landmarker=args.landmarker)
+                                    landmarker=args.landmarker,
+                                    operating_point=cfg.operating_point,
+                                    expressions=args.expressions)
         except (ValueError, OSError) as exc:
             raise InputError(str(exc)) from exc
 

@@ -40,6 +40,7 @@ class NodeConfig:
     input_type: str = "auto"  # auto (from the graph), image, compressed
     namespace: str = DEFAULT_NAMESPACE
     model: str = ""
+    operating_point: str = "balanced"
     smoothing: str = "ema"
     max_faces: int = 1
     forget_after: float = 1.0

@@ -8,10 +8,13 @@ are created) on the first frame its temporal filter has decided a label, and is 
 publish nothing. Change events ("face_0 became sad") follow the serve front end's rule: a
 face's first decided label is its start, not a change.
 
-Mapping (see the README's REP-155 table): ``expression`` is our label (``happy``, ``sad``,
-``unknown``); ``confidence`` its filtered probability; ``valence`` and ``arousal`` are NaN (the
-shipped models give neither); the ROI's ``c`` is 1.0 (MediaPipe gives no per-face score;
-faces under the detection threshold are not reported).
+Mapping (see the README's REP-155 table): with a model that has the seven-expression view,
+``expression`` is the filtered expression (neutral, happy, sad, angry, surprised, disgusted,
+and ``scared`` for our fearful), ``confidence`` its filtered probability, ``valence`` and
+``arousal`` the estimate :mod:`emotion_estimator.expressions` makes; without the view,
+``expression`` is the 3-class label (``happy``, ``sad``, ``unknown``), ``confidence`` its
+filtered probability and ``valence``/``arousal`` are NaN. The ROI's ``c`` is 1.0 (MediaPipe
+gives no per-face score; faces under the detection threshold are not reported).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from . import face_key
 
 DEFAULT_NAMESPACE = "/humans/faces"
 NOT_PROVIDED = math.nan  # valence / arousal the model does not give
+HRI_NAMES = {"fearful": "scared"}  # our expression names that hri_msgs spells otherwise
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,16 @@ def normalised_roi(face: FaceResult, width: int, height: int) -> Roi:
 
 
 def expression_of(face: FaceResult) -> Expression:
-    """The expression message fields of a decided face."""
+    """The expression message fields of a decided face: the seven-expression view where the
+    model has it (``fearful`` is REP-155's ``scared``), else the 3-class label."""
+    key = face_key(face.face_id)
+    if face.expression is not None:
+        p = float(face.expression_probabilities.get(face.expression, 0.0))
+        return Expression(key, HRI_NAMES.get(face.expression, face.expression), p,
+                          NOT_PROVIDED if face.valence is None else float(face.valence),
+                          NOT_PROVIDED if face.arousal is None else float(face.arousal))
     label = face.label or "unknown"
-    return Expression(face_key(face.face_id), label, float(face.probabilities.get(label, 0.0)))
+    return Expression(key, label, float(face.probabilities.get(label, 0.0)))
 
 
 class Rep155:
