@@ -138,6 +138,7 @@ def collect(items: Iterable[str], recursive: bool = False,
 
     A listed path that does not exist is kept: its task fails and is recorded, the others run.
     """
+    from ..ros.bagsource import is_bag
     from ..video import not_found
 
     out: list[tuple[str, str | None]] = []
@@ -145,7 +146,7 @@ def collect(items: Iterable[str], recursive: bool = False,
         p = Path(item).expanduser()
         if p.suffix.lower() == ".csv" and p.is_file():
             out.extend(read_manifest_csv(p))
-        elif p.is_dir():
+        elif p.is_dir() and not is_bag(p):  # a ROS 2 bag folder is one input
             found, skipped = scan_folder(p, recursive)
             for line in skipped:
                 if report is not None:

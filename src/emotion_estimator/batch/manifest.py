@@ -39,11 +39,14 @@ class BatchOptions:
     landmarker: str | None = None
     operating_point: str = "balanced"
     expressions: bool | None = None
+    topic: str | None = None  # the image topic of bag inputs (None: each bag's only one)
 
     def signature(self) -> str:
         """The options as canonical JSON (the model is compared by its sha256 instead)."""
         data = asdict(self)
         del data["model"], data["landmarker"]  # model: by content; landmarker: sha-verified
+        if data["topic"] is None:  # signatures from before bags were inputs stay valid
+            del data["topic"]
         data["smoothing_params"] = dict(sorted(self.smoothing_params))
         return json.dumps(data, sort_keys=True)
 

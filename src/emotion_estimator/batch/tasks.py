@@ -64,7 +64,8 @@ class Worker:
         from ..outputs import ParquetWriter
         from ..sources import open_source
 
-        with self.store.writing(part_path(rec.id)) as tmp, open_source(rec.path) as source:
+        with (self.store.writing(part_path(rec.id)) as tmp,
+              open_source(rec.path, topic=self.options.topic) as source):
             writer = ParquetWriter(tmp, self.columns)
             try:
                 for result in self.estimator.stream(source):

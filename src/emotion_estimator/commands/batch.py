@@ -42,6 +42,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-faces", type=int, default=1, metavar="N", help="faces per frame (1)")
     p.add_argument("--blendshapes", action="store_true", help="add the 52 blendshape scores")
     p.add_argument("--landmarker", metavar="PATH", help="face_landmarker.task to use")
+    p.add_argument("--topic", metavar="TOPIC",
+                   help="the image topic of bag inputs (default: each bag's only image topic)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -64,7 +66,7 @@ def _options(args: argparse.Namespace):
                         smoothing_params=tuple(sorted(estimator.smoothing_params.items())),
                         forget_s=args.forget_after, blendshapes=args.blendshapes,
                         landmarker=args.landmarker, operating_point=args.operating_point,
-                        expressions=args.expressions)
+                        expressions=args.expressions, topic=args.topic)
 
 
 def run(args: argparse.Namespace) -> int:

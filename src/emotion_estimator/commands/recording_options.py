@@ -68,10 +68,10 @@ class RosBagSink:
         self.writer = BagWriter(path)
 
     def __call__(self, result: Any, source: Any) -> None:
-        stamp = getattr(source, "last_stamp_ns", 0)  # a bag's own stamp
-        if not stamp:  # a video or camera: its timestamps, from 0 s
-            stamp = round(result.timestamp_s * 1e9)
-        self.writer.write(result, stamp, getattr(source, "last_frame_id", ""))
+        """``source``: the input; a bag's images keep their own stamps, a video's frames are
+        stamped with their timestamps from 0 s."""
+        stamp = getattr(source, "start_ns", 0) + round(result.timestamp_s * 1e9)
+        self.writer.write(result, stamp, getattr(source, "frame_id", ""))
 
     def close(self) -> None:
         self.writer.close()
