@@ -19,6 +19,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="folder for metrics.json, confusion CSV/PNG, misclassified.*")
     p.add_argument("--fer2013", help="FER2013 CSV(.gz) for the contact sheet of misclassified "
                                      "images (pixels read by image id)")
+    p.add_argument("--operating-point", default="balanced", metavar="NAME",
+                   help="one of the model's stored operating points (balanced, sad-sensitive, "
+                        "...; default: %(default)s)")
 
 
 def _line(name: str, m: dict) -> str:
@@ -48,9 +51,10 @@ def run(args: argparse.Namespace) -> int:
     if args.fer2013 and not Path(args.fer2013).is_file():
         raise InputError(f"FER2013 CSV not found: {args.fer2013}")
     report = evaluate(args.model, args.dataset, args.split, args.preprocess, args.out,
-                      args.fer2013)
+                      args.fer2013, args.operating_point)
     print(f"{Path(report['model']).name} [{', '.join(report['inputs'])}] on {args.dataset}: "
-          f"{report['split']} split, preprocess {report['preprocess']}")
+          f"{report['split']} split, preprocess {report['preprocess']}, operating point "
+          f"{report['operating_point']} (of {', '.join(report['operating_points'])})")
     print(_line("detected", report["detected"]))
     if "with_undetected" in report:
         print(_line(f"+{report['undetected']} undetected", report["with_undetected"]))
@@ -64,6 +68,43 @@ def run(args: argparse.Namespace) -> int:
               f"{dropped['tie']} ties)")
         if (rates := _rates(plus)) is not None:
             print(f"FER+: {rates}")
+    for line in _slice_lines(report.get("slices")) + _expression_lines(report):
+        print(line)
     if args.out:
         print(f"wrote {args.out}")
     return 0
+
+
+def _slice_lines(slices: dict | None) -> list[str]:
+    if not slices:
+        return []
+
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.1%}"
+
+    smile, rough = slices["smile_sad"], slices["angry_disgusted"]
+    return [f"smile-shaped sad faces: {smile['n']}, sad recall {pct(smile['sad_recall'])}, "
+            f"called happy {pct(smile['sad_to_happy'])}; angry + disgusted faces: "
+            f"{rough['n']}, called happy {pct(rough['called_happy'])}"]
+
+
+def _expression_lines(report: dict) -> list[str]:
+    """The seven-expression view: one line per scored view, or why there is none."""
+    view = report.get("expressions")
+    if view is None:
+        return ["7 expressions: this model has no expression view"]
+    lines = []
+    titles = {"detected": "7 expr, found", "with_undetected": "7 expr, all",
+              "ferplus": "7 expr, FER+"}
+    for key, title in titles.items():
+        if key in view:
+            m = view[key]
+            lines.append(f"{title:16s} n {m['n']:5d}  accuracy {m['accuracy']:.4f}  macro F1 "
+                         f"{m['macro_f1']:.4f}" + (f"  (no face {m['no_face']}, wrong)"
+                                                   if m["no_face"] else ""))
+    if view.get("left_out"):
+        lines.append(f"{'':16s} left out (no expression): "
+                     + ", ".join(f"{k} {v}" for k, v in view["left_out"].items()))
+    if "note" in view:
+        lines.append(f"7 expressions: {view['note']}")
+    return lines

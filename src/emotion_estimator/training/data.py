@@ -74,15 +74,26 @@ def provenance(path: str | Path) -> dict:
     return {"dataset": str(path), **{k: raw[k] for k in keys if k in raw}}
 
 
-def read_undetected(dataset: pd.DataFrame) -> pd.DataFrame:
-    """Images MediaPipe missed: ``undetected.parquet`` beside the dataset plus NaN rows."""
+def read_undetected(dataset: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
+    """Images MediaPipe missed: ``undetected.parquet`` beside the dataset plus NaN rows;
+    ``extra`` columns (e.g. ``source_label``) too where both have them."""
     nan_rows = dataset[dataset[list(BLENDSHAPE_NAMES)].isna().any(axis=1)]
-    parts = [nan_rows[list(META_COLUMNS)]]
     source = dataset.attrs.get("path")
     beside = Path(source).with_name("undetected.parquet") if source else None
-    if beside is not None and beside.is_file():
-        parts.append(pd.read_parquet(beside, columns=list(META_COLUMNS)))
+    names = pq_names(beside) if beside is not None and beside.is_file() else None
+    columns = [*META_COLUMNS, *(c for c in extra if c in nan_rows.columns
+                                and (names is None or c in names))]
+    parts = [nan_rows[columns]]
+    if names is not None:
+        parts.append(pd.read_parquet(beside, columns=columns))
     return pd.concat(parts, ignore_index=True).drop_duplicates()
+
+
+def pq_names(path: Path) -> list[str]:
+    """The column names of a Parquet file."""
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
 
 
 def resolve_blendshapes(spec: str | Sequence[str], train: pd.DataFrame | None = None) -> list[str]:

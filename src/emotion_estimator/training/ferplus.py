@@ -99,6 +99,33 @@ def majority(votes: pd.DataFrame, classes: Sequence[str] = THREE) -> tuple[np.nd
     return y, {"not_face_or_unknown": int(not_face.sum()), "tie": int(tie.sum())}
 
 
+def majority_expressions(votes: pd.DataFrame) -> tuple[np.ndarray, dict]:
+    """Majority labels over the seven expressions (index into
+    :data:`emotion_estimator.expressions.EXPRESSIONS`; -1 = none): the emotion with most of
+    the eight emotions' votes; none where the image is not a face (as in :func:`majority`),
+    where two emotions tie, or where ``contempt`` wins (it has no expression). Returns the
+    labels and ``{"not_face_or_unknown": n, "tie": n, "contempt": n}``."""
+    from ..expressions import EXPRESSIONS, SOURCE_NAMES
+
+    emotions = np.stack([_column(votes, e) for e in FERPLUS_EMOTIONS], axis=1)
+    others = np.stack([_column(votes, e) for e in NON_EMOTIONS], axis=1)
+    top = emotions.max(axis=1, keepdims=True)
+    not_face = others.max(axis=1) >= top[:, 0]
+    tie = ((emotions == top).sum(axis=1) > 1) & ~not_face
+    winner = emotions.argmax(axis=1)
+    to7 = np.array([EXPRESSIONS.index(SOURCE_NAMES[e]) if e in SOURCE_NAMES else -1
+                    for e in FERPLUS_EMOTIONS])
+    contempt = (to7[winner] < 0) & ~not_face & ~tie
+    y = np.where(not_face | tie | contempt, -1, to7[winner]).astype(np.int64)
+    return y, {"not_face_or_unknown": int(not_face.sum()), "tie": int(tie.sum()),
+               "contempt": int(contempt.sum())}
+
+
+RULE7 = ("FER+ votes over the eight emotions; label = the emotion with most votes, mapped to "
+         "the seven expressions; images whose unknown or NF votes are at least their top "
+         "emotion's, ties, and contempt (no expression) get no label (left out)")
+
+
 def _column(votes: pd.DataFrame, name: str) -> np.ndarray:
     column = name if name in votes.columns else PREFIX + name
     return votes[column].to_numpy(np.float64)
