@@ -299,7 +299,7 @@ def _estimator(args: argparse.Namespace) -> Any:
         return EmotionEstimator(args.model, max_faces=args.max_faces, smoothing=args.smoothing,
                                 smoothing_params=params, forget_s=args.forget_after,
                                 landmarker=args.landmarker, **view_kwargs(args),
-                                low_power=args.low_power)
+                                low_power=getattr(args, "low_power", False))  # batch: none
     except TypeError as exc:  # a parameter the chosen filter does not take
         raise InputError(f"--smoothing-param: {args.smoothing} filter: {exc}") from exc
     except (ValueError, OSError) as exc:
