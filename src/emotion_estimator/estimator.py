@@ -228,11 +228,12 @@ class EmotionEstimator:
     an error for a model without it; False: off); ``verbose``: let MediaPipe's native log
     lines (glog, TFLite) through to stderr (quiet by default).
 
-    Streams run MediaPipe one frame ahead on a thread of their own while the caller's thread
-    classifies, filters and consumes the previous result (same results, same order as one
-    thread). ``low_power=True`` is for a robot's single core: no second thread, and MediaPipe
-    sees frames shrunk to ``LOW_POWER_SIDE`` pixels on their long side (less landmarker work
-    on large frames; faces under ~40 px of the shrunk frame are missed sooner).
+    Streams of video files run MediaPipe ahead on a thread of their own while the caller's
+    thread classifies, filters and consumes the previous result (same results, same order as
+    one thread; live sources stay on one thread, newest frame first). ``low_power=True`` is
+    for a robot's single core: no second thread, and MediaPipe sees frames shrunk to
+    ``LOW_POWER_SIDE`` pixels on their long side (less landmarker work on large frames; faces
+    under ~40 px of the shrunk frame are missed sooner).
 
     >>> est = EmotionEstimator(smoothing="ema")
     >>> for result in est.stream(0):  # camera 0; or a video path, or a FrameSource
@@ -318,7 +319,9 @@ class EmotionEstimator:
                         _warn_left_out(landmarker, Path(src.name).name)
                     return faces
 
-                ahead = 0 if still or self.low_power else 1 if src.is_live else 2
+                # live sources stay on one thread: the newest frame is analysed when it is
+                # taken, and their consumers (serve) pair a result with source.current
+                ahead = 0 if still or src.is_live or self.low_power else 2
                 with contextlib.closing(run_ahead(src, detect, ahead, "landmarker")) as found:
                     for frame, faces in found:
                         yield analyze(frame, faces)
