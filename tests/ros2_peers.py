@@ -53,22 +53,25 @@ def publish(args: argparse.Namespace) -> int:
             msg = Image(height=2, width=2, encoding="32FC1", step=8, data=bytes(16))
         pub.publish(msg)
         time.sleep(period)
+    if args.kind == "compressed":  # encoded once: the publisher's CPU is not the node's
+        encoded = [cv2.imencode(".jpg", f)[1].tobytes() for f in frames]
+    elif args.kind == "image":
+        encoded = [_encode_raw(f, args.encoding, cv2, np).tobytes() for f in frames]
+    else:
+        encoded = [b""] * len(frames)
     for _ in range(args.repeat):
-        for bgr in frames:
+        for bgr, data in zip(frames, encoded, strict=True):
             stamp = node.get_clock().now().to_msg()
             stamps.append(stamp.sec * 1_000_000_000 + stamp.nanosec)
             if args.kind == "string":
                 pub.publish(String(data="not an image"))
             elif args.kind == "compressed":
-                ok, buf = cv2.imencode(".jpg", bgr)
-                pub.publish(CompressedImage(format="jpeg", data=buf.tobytes(),
+                pub.publish(CompressedImage(format="jpeg", data=data,
                                             header=Header(stamp=stamp, frame_id="camera")))
             else:
-                img = _encode_raw(bgr, args.encoding, cv2, np)
                 pub.publish(Image(height=bgr.shape[0], width=bgr.shape[1],
-                                  encoding=args.encoding, step=img.shape[1] if img.ndim == 2
-                                  else img.shape[1] * img.shape[2], data=img.tobytes(),
-                                  header=Header(stamp=stamp, frame_id="camera")))
+                                  encoding=args.encoding, step=len(data) // bgr.shape[0],
+                                  data=data, header=Header(stamp=stamp, frame_id="camera")))
             sent += 1
             delay = start + (sent + args.corrupt) * period - time.monotonic()
             if delay > 0:
@@ -167,10 +170,11 @@ def listen(args: argparse.Namespace) -> int:
 
 def camera_bag(video: str, out: str, storage: str = "mcap", kind: str = "image",
                topic: str = "/camera/image_raw", base_ns: int = 1_700_000_000_000_000_000,
-               extra_topic: bool = False) -> int:
+               extra_topic: bool = False, repeat: int = 1) -> int:
     """Write a video's frames into a bag with ``rosbags``: ``storage`` mcap, sqlite3 or ros1;
     ``kind`` image (raw bgr8), png or jpeg (CompressedImage). Stamps: ``base_ns`` + the
-    video's own timestamps. Returns the number of frames."""
+    video's own timestamps (``repeat``: the video again and again). Returns the number of
+    frames."""
     import cv2
     import numpy as np
     from rosbags.typesys import Stores, get_typestore
@@ -196,8 +200,11 @@ def camera_bag(video: str, out: str, storage: str = "mcap", kind: str = "image",
         if extra_topic:
             other = writer.add_connection("/chatter", "std_msgs/msg/String", typestore=store)
         with VideoSource(video) as src:
-            for frame in src:
-                stamp = base_ns + round(frame.timestamp_s * 1e9)
+            frames = list(src)
+        step = frames[-1].timestamp_s + (frames[-1].timestamp_s / max(len(frames) - 1, 1))
+        for k in range(repeat):
+            for frame in frames:
+                stamp = base_ns + round((k * step + frame.timestamp_s) * 1e9)
                 time = t["builtin_interfaces/msg/Time"](sec=stamp // 10**9,
                                                         nanosec=stamp % 10**9)
                 header = (t["std_msgs/msg/Header"](seq=n, stamp=time, frame_id="camera")
