@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emotion_estimator.temporal import UNDECIDED, EmaFilter, FilterBank, HmmFilter, make_filter
+from emotion_estimator.temporal import (
+    UNDECIDED,
+    EmaFilter,
+    FilterBank,
+    HmmFilter,
+    make_filter,
+    transition_costs,
+)
 from emotion_estimator.tracking import FaceTracker, iou
 
 HAPPY, SAD, UNKNOWN = np.eye(3)
@@ -183,3 +190,73 @@ def test_a_face_no_class_wins_stays_undecided(kind):
 def test_no_smoothing_decides_at_once():
     f = make_filter("none", 3)
     assert f.update(np.array([0.2, 0.5, 0.3]), 0.0)[1] == 1 and f.decided
+
+
+CLASSES = ("happy", "sad", "unknown")
+I_HAPPY, I_SAD, I_UNKNOWN = 0, 1, 2
+
+
+def _switch_time(kind: str, start: int, to: int, burst_s: float, costs: bool) -> float | None:
+    """A face decided as ``start`` for 1 s at 30 fps, then ``burst_s`` of frames reading ``to``
+    (0.9), then ``start`` again: when (s after the burst began) its label first became
+    ``to``, or None."""
+    f = make_filter(kind, 3, transition_costs(CLASSES) if costs else None)
+    hold, want = np.full(3, 0.05), np.full(3, 0.05)
+    hold[start], want[to] = 0.9, 0.9
+    t = 0.0
+    for _ in range(30):
+        f.update(hold, t)
+        t += 1 / 30
+    assert f.label == start
+    began = t
+    for i in range(90):
+        f.update(want if t - began < burst_s else hold, t)
+        if f.label == to:
+            return t - began
+        t += 1 / 30
+        del i
+    return None
+
+
+@pytest.mark.parametrize("kind", ["ema", "hmm"])
+def test_a_short_happy_burst_in_a_sad_face_does_not_make_it_happy(kind):
+    """A crying face read as happy for 0.2 s (a smile-shaped grimace) stays sad with the
+    robot's costs; without them the same burst flips the label."""
+    assert _switch_time(kind, I_SAD, I_HAPPY, 0.2, costs=False) is not None
+    assert _switch_time(kind, I_SAD, I_HAPPY, 0.2, costs=True) is None
+    # a real, sustained smile still gets through, later than without the cost
+    with_cost = _switch_time(kind, I_SAD, I_HAPPY, 3.0, costs=True)
+    without = _switch_time(kind, I_SAD, I_HAPPY, 3.0, costs=False)
+    assert with_cost is not None and without is not None and with_cost >= without + 0.2
+
+
+@pytest.mark.parametrize("kind", ["ema", "hmm"])
+def test_costs_leave_other_changes_as_fast_as_before(kind):
+    """happy -> sad (the cheap direction) and unknown -> happy keep their lag exactly."""
+    for start, to in ((I_HAPPY, I_SAD), (I_UNKNOWN, I_HAPPY), (I_SAD, I_UNKNOWN)):
+        assert _switch_time(kind, start, to, 3.0, costs=True) == \
+            _switch_time(kind, start, to, 3.0, costs=False)
+
+
+def test_a_new_face_needs_longer_to_open_as_happy():
+    happy = np.array([0.9, 0.05, 0.05])
+
+    def first_label_after(costs: bool, p: np.ndarray) -> float:
+        f = EmaFilter(3, costs=transition_costs(CLASSES) if costs else None)
+        for i in range(60):
+            f.update(p, i / 30)
+            if f.decided:
+                return i / 30
+        raise AssertionError("never decided")
+
+    assert first_label_after(True, happy) >= first_label_after(False, happy) + 0.1 - 1e-9
+    sad = happy[[1, 0, 2]]
+    assert first_label_after(True, sad) == first_label_after(False, sad)
+
+
+def test_transition_costs_by_name_skip_absent_classes():
+    assert transition_costs(CLASSES) == {(I_SAD, I_HAPPY): (0.2, 0.25),
+                                         (UNDECIDED, I_HAPPY): (0.0, 0.1)}
+    assert transition_costs(("neutral", "happy", "sad")) == {(2, 1): (0.2, 0.25),
+                                                            (UNDECIDED, 1): (0.0, 0.1)}
+    assert transition_costs(("a", "b")) == {}

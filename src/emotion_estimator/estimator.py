@@ -24,7 +24,7 @@ from .classifier import apply_operating_point, operating_point_offsets
 from .expressions import valence_arousal
 from .runahead import run_ahead
 from .sources import open_source
-from .temporal import FilterBank
+from .temporal import FilterBank, transition_costs
 from .tracking import FaceTracker
 from .video import Frame, FrameSource, ImageSource, read_image
 
@@ -170,13 +170,15 @@ class FrameAnalyzer:
         self.classifier = classifier
         self.classes = tuple(classifier.classes) if classifier is not None else ()
         self.tracker = FaceTracker(forget_s=forget_s)
-        self.filters = (FilterBank.of(smoothing, len(self.classes), smoothing_params)
+        self.filters = (FilterBank.of(smoothing, len(self.classes), smoothing_params,
+                                      transition_costs(self.classes))
                         if classifier is not None else None)
         self.offsets = (operating_point_offsets(classifier, operating_point)
                         if classifier is not None else None)
         self.expressions = expression_names(classifier, expressions)
         self.expression_filters = (FilterBank.of(smoothing, len(self.expressions),
-                                                 smoothing_params)
+                                                 smoothing_params,
+                                                 transition_costs(self.expressions))
                                    if self.expressions else None)
 
     def __call__(self, frame: Frame, faces: list[Face]) -> FrameResult:

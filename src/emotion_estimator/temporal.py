@@ -19,18 +19,38 @@ its first label only once one class has led all others by the filter's margin fo
 time (``hold_s``; ``decide_s`` for ``hmm``), so a face is never opened with one frame's argmax
 that the hysteresis would then hold. ``FrameAnalyzer`` names the undecided index
 ``classes[-1]``, which is ``unknown`` in the shipped models. ``none`` decides at once.
+
+Errors cost differently: a robot that hears "happy" while a person cries does harm, one that
+is slow to notice a smile does not. ``costs`` (:data:`ROBOT_COSTS` by class name, made into
+indices by :func:`transition_costs`) ask more evidence for some label changes: an extra margin
+and an extra hold time for ``(from, to)``, where ``from`` may be :data:`UNDECIDED` (a face's
+first label). By default entering ``happy`` from ``sad`` needs +0.2 margin and +0.25 s, and
+a face's first label ``happy`` +0.1 s.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 SMOOTHING = ("ema", "hmm", "none")
 UNDECIDED = -1  # the label index of a face no class has yet won
+# (from, to) by class name (None: undecided) -> (extra margin, extra hold in s)
+ROBOT_COSTS: dict[tuple[str | None, str], tuple[float, float]] = {
+    ("sad", "happy"): (0.2, 0.25), (None, "happy"): (0.0, 0.1)}
+Costs = dict[tuple[int, int], tuple[float, float]]
+
+
+def transition_costs(classes: Sequence[str],
+                     costs: Mapping[tuple[str | None, str], tuple[float, float]] = ROBOT_COSTS,
+                     ) -> Costs:
+    """``costs`` by class name -> by index (pairs naming absent classes are left out)."""
+    index = {c: i for i, c in enumerate(classes)}
+    return {(UNDECIDED if a is None else index[a], index[b]): v for (a, b), v in costs.items()
+            if (a is None or a in index) and b in index}
 
 
 def _lead(x: np.ndarray) -> tuple[int, float]:
@@ -42,11 +62,16 @@ def _lead(x: np.ndarray) -> tuple[int, float]:
 class TemporalFilter:
     """Base class: the unfiltered classifier output."""
 
-    def __init__(self, n_classes: int) -> None:
+    def __init__(self, n_classes: int, costs: Costs | None = None) -> None:
         if n_classes < 2:
             raise ValueError("a filter needs at least two classes")
         self.n_classes = n_classes
+        self.costs: Costs = dict(costs or {})
         self.reset()
+
+    def _cost(self, to: int) -> tuple[float, float]:
+        """Extra (margin, hold) for a change from the current label to ``to``."""
+        return self.costs.get((self.label, to), (0.0, 0.0))
 
     def reset(self) -> None:
         """Forget all state (a new face)."""
@@ -75,13 +100,13 @@ class EmaFilter(TemporalFilter):
     """EMA of the probabilities (time constant in s) with a margin-and-hold hysteresis."""
 
     def __init__(self, n_classes: int, time_constant_s: float = 0.08, margin: float = 0.2,
-                 hold_s: float = 0.05) -> None:
+                 hold_s: float = 0.05, costs: Costs | None = None) -> None:
         if time_constant_s < 0 or hold_s < 0 or margin < 0:
             raise ValueError("time_constant_s, margin and hold_s must be >= 0")
         self.time_constant_s = time_constant_s
         self.margin = margin
         self.hold_s = hold_s
-        super().__init__(n_classes)
+        super().__init__(n_classes, costs)
 
     def reset(self) -> None:
         super().reset()
@@ -99,14 +124,16 @@ class EmaFilter(TemporalFilter):
             self.state += alpha * (p - self.state)
         if self.label == UNDECIDED:
             self.label, self._beaten_since = _first_decision(
-                self.state, timestamp_s, self.margin, self.hold_s, self._beaten_since)
+                self.state, timestamp_s, self.margin, self.hold_s, self._beaten_since,
+                self._cost)
             return self.state.copy(), self.label
         best = int(self.state.argmax())
-        if self.state[best] - self.state[self.label] >= self.margin:
+        margin, hold = self._cost(best)
+        if self.state[best] - self.state[self.label] >= self.margin + margin:
             # the label is beaten (by whichever class leads: two may take turns)
             if self._beaten_since is None:
                 self._beaten_since = timestamp_s
-            if timestamp_s - self._beaten_since >= self.hold_s - 1e-9:
+            if timestamp_s - self._beaten_since >= self.hold_s + hold - 1e-9:
                 self.label, self._beaten_since = best, None
         else:
             self._beaten_since = None
@@ -126,7 +153,8 @@ class HmmFilter(TemporalFilter):
     """
 
     def __init__(self, n_classes: int, dwell_s: float = 2.0, evidence_s: float = 0.055,
-                 margin: float = 0.4, floor: float = 1e-4, decide_s: float = 0.05) -> None:
+                 margin: float = 0.4, floor: float = 1e-4, decide_s: float = 0.05,
+                 costs: Costs | None = None) -> None:
         if dwell_s <= 0 or evidence_s <= 0:
             raise ValueError("dwell_s and evidence_s must be > 0")
         if decide_s < 0:
@@ -136,7 +164,7 @@ class HmmFilter(TemporalFilter):
         self.evidence_s = evidence_s
         self.margin = margin
         self.floor = floor
-        super().__init__(n_classes)
+        super().__init__(n_classes, costs)
 
     def reset(self) -> None:
         super().reset()
@@ -156,23 +184,34 @@ class HmmFilter(TemporalFilter):
         self.belief = belief / belief.sum()
         if self.label == UNDECIDED:
             self.label, self._leading_since = _first_decision(
-                self.belief, timestamp_s, self.margin, self.decide_s, self._leading_since)
+                self.belief, timestamp_s, self.margin, self.decide_s, self._leading_since,
+                self._cost)
             return self.belief.copy(), self.label
         best = int(self.belief.argmax())
-        if self.belief[best] - self.belief[self.label] >= self.margin:
-            self.label = best
+        margin, hold = self._cost(best)
+        if self.belief[best] - self.belief[self.label] >= min(self.margin + margin, 0.99):
+            if self._leading_since is None:
+                self._leading_since = timestamp_s
+            if timestamp_s - self._leading_since >= hold - 1e-9:
+                self.label, self._leading_since = best, None
+        else:
+            self._leading_since = None
         return self.belief.copy(), self.label
 
 
 def _first_decision(x: np.ndarray, timestamp_s: float, margin: float, hold_s: float,
-                    since: float | None) -> tuple[int, float | None]:
+                    since: float | None,
+                    cost: Callable[[int], tuple[float, float]] = lambda _: (0.0, 0.0),
+                    ) -> tuple[int, float | None]:
     """An undecided face's label and lead start: the leader once it led by ``margin`` for
-    ``hold_s`` seconds (any class may lead meanwhile), else still :data:`UNDECIDED`."""
+    ``hold_s`` seconds (any class may lead meanwhile; plus the leader's ``cost``), else still
+    :data:`UNDECIDED`."""
     best, lead = _lead(x)
-    if lead < margin - 1e-9:
+    extra_margin, extra_hold = cost(best)
+    if lead < margin + extra_margin - 1e-9:
         return UNDECIDED, None
     since = timestamp_s if since is None else since
-    if timestamp_s - since >= hold_s - 1e-9:
+    if timestamp_s - since >= hold_s + extra_hold - 1e-9:
         return best, None
     return UNDECIDED, since
 
@@ -206,12 +245,16 @@ def check_param(name: str, value: Any) -> float:
     return number
 
 
-def make_filter(kind: str, n_classes: int, **params: Any) -> TemporalFilter:
+def make_filter(kind: str, n_classes: int, costs: Costs | None = None,
+                **params: Any) -> TemporalFilter:
     """A filter by name (``ema``, ``hmm`` or ``none``) with its parameters in seconds (each
-    checked by :func:`check_param`)."""
+    checked by :func:`check_param`) and its transition ``costs`` (``none`` has none)."""
     if kind not in FILTERS:
         raise ValueError(f"unknown smoothing {kind!r}; choose one of {', '.join(SMOOTHING)}")
-    return FILTERS[kind](n_classes, **{k: check_param(k, v) for k, v in params.items()})
+    checked = {k: check_param(k, v) for k, v in params.items()}
+    if kind == "none":
+        return FILTERS[kind](n_classes, **checked)
+    return FILTERS[kind](n_classes, costs=costs, **checked)
 
 
 class FilterBank:
@@ -222,9 +265,10 @@ class FilterBank:
         self.filters: dict[int, TemporalFilter] = {}
 
     @classmethod
-    def of(cls, kind: str, n_classes: int, params: Mapping[str, Any] | None = None) -> FilterBank:
-        make_filter(kind, n_classes, **(params or {}))  # validate now, not at the first face
-        return cls(lambda: make_filter(kind, n_classes, **(params or {})))
+    def of(cls, kind: str, n_classes: int, params: Mapping[str, Any] | None = None,
+           costs: Costs | None = None) -> FilterBank:
+        make_filter(kind, n_classes, costs, **(params or {}))  # validate now, not at 1st face
+        return cls(lambda: make_filter(kind, n_classes, costs, **(params or {})))
 
     def decided(self, face_id: int) -> bool:
         """Whether ``face_id`` has had its first label (an unseen id has not)."""

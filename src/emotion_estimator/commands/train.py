@@ -136,6 +136,11 @@ def add_fusion_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--ema", type=float, default=0.999, metavar="DECAY",
                    help="decay of the weight average that is validated and kept (0: off; "
                         "default: 0.999)")
+    f.add_argument("--seeds", metavar="S,S,...",
+                   help="an ensemble: train one run per seed in OUT/seed-S (a finished run is "
+                        "kept, an interrupted one resumed; runs may also be trained apart, in "
+                        "parallel, with --seed S --out OUT/seed-S), then average them into one "
+                        "graph (OUT/ensemble.pt) with operating points fitted on val")
     f.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
 
 
@@ -206,15 +211,44 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seeds(text: str | None) -> list[int]:
+    from ..errors import InputError
+
+    if text is None:
+        return []
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise InputError(f"--seeds takes a comma list of integers, not {text!r}") from None
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise InputError("--seeds needs at least two different seeds")
+    return seeds
+
+
 def _run_fusion(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from ..training.fusion_train import CHECKPOINT, train_fusion
 
     config = fusion_config_from_args(args)
-    train_fusion(config, args.out, resume=args.resume)
+    seeds = _seeds(args.seeds)
+    out = Path(args.out)
+    if seeds:
+        from ..training.fusion_ensemble import ENSEMBLE, combine_runs
+
+        runs = [out / f"seed-{s}" for s in seeds]
+        for seed, run in zip(seeds, runs, strict=True):
+            if not (run / CHECKPOINT).is_file():
+                train_fusion(replace(config, seed=seed), run, resume=True)
+        combine_runs(runs, out)
+        checkpoint = out / ENSEMBLE
+    else:
+        train_fusion(config, out, resume=args.resume)
+        checkpoint = out / CHECKPOINT
     if args.export:
         from ..training.fusion_export import export_fusion
 
-        meta = export_fusion(Path(args.out) / CHECKPOINT, args.export)
+        meta = export_fusion(checkpoint, args.export)
         print(f"exported {args.export} ({meta['onnx_bytes']} bytes)")
-    print(f"{Path(args.out) / CHECKPOINT}")
+    print(f"{checkpoint}")
     return 0

@@ -10,8 +10,8 @@ from typing import Any
 def add_view_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--operating-point", default="balanced", metavar="NAME",
                    help="a point stored in the model: balanced (default), sad-sensitive "
-                        "(catches more sad faces, more false alarms); `models points` lists "
-                        "a model's points with their measured figures")
+                        "(catches more sad faces at the cost of false alarms); an unknown name "
+                        "lists the model's points")
     view = p.add_mutually_exclusive_group()
     view.add_argument("--expressions", dest="expressions", action="store_true", default=None,
                       help="require the seven-expression view (expression, expr_* columns, "
