@@ -182,3 +182,18 @@ def test_estimator_api_validates_the_point_at_construction(tmp_path) -> None:
     est = EmotionEstimator(str(path))
     assert est.expressions == EXPRESSIONS and "expr_sad" in est.columns()
     assert "expression" not in EmotionEstimator(str(path), expressions=False).columns()
+
+
+def test_serve_messages_carry_the_expression_view(tmp_path) -> None:
+    pytest.importorskip("starlette")
+    from emotion_estimator.serve.messages import EventDetector, frame_message
+
+    clf = EmotionClassifier.load(write_model(tmp_path))
+    analyze, events = FrameAnalyzer(clf, "none"), EventDetector()
+    image = np.zeros((8, 8, 3), np.uint8)
+    first = analyze(Frame(0, 0.0, image), [face(1, 0)])
+    msg = frame_message(first, "test")
+    assert msg["faces"][0]["expression"] == "happy" and "expr_fearful" in msg["faces"][0]
+    assert events(first, "test") == []
+    change = events(analyze(Frame(1, 0.1, image), [face(0, 1)]), "test")
+    assert [(e["from"], e["to"], e["expression"]) for e in change] == [("happy", "sad", "sad")]

@@ -7,13 +7,17 @@
      "face_detected": true,
      "faces": [{"face_id": 0, "x": 212.5, "y": 80.1, "w": 190.0, "h": 190.0,
                 "label": "happy", "decided": true,
-                "p_happy": 0.91, "p_sad": 0.02, "p_unknown": 0.07}]}
+                "p_happy": 0.91, "p_sad": 0.02, "p_unknown": 0.07,
+                "expression": "happy", "expr_neutral": 0.05, "expr_happy": 0.9, ...,
+                "valence": 0.74, "arousal": 0.46}]}
+
+(the expression view's keys only for a model that has it)
 
 ``event`` (a face's label changed; never for a new face's first decision)::
 
     {"type": "event", "source": "camera 0", "face_id": 0, "from": "happy", "to": "sad",
      "frame": 840, "timestamp_s": 28.0, "capture_time": 1764110000.99,
-     "probabilities": {"happy": 0.2, "sad": 0.7, "unknown": 0.1}}
+     "probabilities": {"happy": 0.2, "sad": 0.7, "unknown": 0.1}, "expression": "sad"}
 
 ``capture_time`` (Unix seconds) and ``latency_ms`` (capture -> result) are present for live
 sources; ``dropped_frames`` counts the source's newest-frame drops so far.
@@ -78,6 +82,8 @@ class EventDetector:
             if frame is not None:
                 event["capture_time"] = round(frame.wall, 6)
             event["probabilities"] = {c: round(p, 5) for c, p in face.probabilities.items()}
+            if face.expression is not None:
+                event["expression"] = face.expression
             events.append(event)
         return events
 
