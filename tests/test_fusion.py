@@ -158,7 +158,8 @@ def test_train_learns_toy_task_and_writes_run(run) -> None:
 def test_fine_head_exists_with_fine_labels(run) -> None:
     out, ckpt, _ = run
     assert ckpt["dims"]["n_fine"] == len(FINE_CLASSES)
-    assert ckpt["state_dict"]["fine.weight"].shape[0] == len(FINE_CLASSES)
+    assert ckpt["dims"]["fine_hidden"] == 128  # an MLP head, not one linear layer
+    assert ckpt["state_dict"]["fine.4.weight"].shape[0] == len(FINE_CLASSES)
     model, _ = load_fusion(out / CHECKPOINT)
     model.train()
     batch = {k: torch.from_numpy(v[:4]) for k, v in toy_split(4, 9).inputs.items()}
@@ -612,3 +613,83 @@ def test_cli_extra_options_reach_the_training_rows(tmp_path) -> None:
     assert cfg.extra == (str(extra),) and cfg.extra_repeat == 4 and cfg.fine_weight == 0.5
     got = training_splits(cfg)
     assert len(got["train"]) == 3 + 4 and len(got["val"]) == 2
+
+
+# ---- robot costs, hard faces, ensembles ----------------------------------------------------
+
+
+def test_hard_examples_are_smile_shaped_non_happy_faces_and_crying_sad_ones() -> None:
+    from emotion_estimator.training.fusion_train import hard_examples
+
+    split = toy_split(6, 3)
+    split.y[:] = [0, 1, 2, 1, 2, 1]  # happy, sad, unknown, sad, unknown, sad
+    bs = np.zeros((6, 52), np.float32)
+    bs[[0, 1, 2], SMILE[0]] = bs[[0, 1, 2], SMILE[1]] = 0.5  # smiling mouths
+    blink = [BLENDSHAPE_NAMES.index(n) for n in ("eyeBlinkLeft", "eyeBlinkRight")]
+    bs[5, BROW], bs[5, blink] = 0.3, 0.8  # raised inner brows, shut eyes
+    bs[4, BROW], bs[4, blink] = 0.3, 0.8  # the same on an 'unknown' face: not sad
+    split.inputs["blendshapes"] = bs
+    assert hard_examples(split, CLASSES).tolist() == [False, True, True, False, False, True]
+
+
+def test_cost_term_makes_sad_called_happy_the_dearest_error() -> None:
+    import torch
+
+    from emotion_estimator.training.fusion_train import _loss, cost_matrix
+
+    costs = torch.from_numpy(cost_matrix(CLASSES))
+    sad = torch.tensor([[0.0, 1.0, 0.0]])
+    as_happy = torch.tensor([[2.0, 0.0, -5.0]])  # the same cross-entropy, the mass elsewhere
+    as_unknown = torch.tensor([[-5.0, 0.0, 2.0]])
+    plain = [_loss(z, sad, None, 0.0).item() for z in (as_happy, as_unknown)]
+    assert plain[0] == pytest.approx(plain[1])
+    costly = [_loss(z, sad, None, 0.0, costs=costs, cost_weight=1.0).item()
+              for z in (as_happy, as_unknown)]
+    assert costly[0] > costly[1] + 0.5
+    weighted = _loss(torch.cat([as_happy, as_unknown]), torch.cat([sad, sad]), None, 0.0,
+                     torch.tensor([3.0, 1.0]))
+    assert weighted.item() == pytest.approx((3 * plain[0] + plain[1]) / 4, rel=1e-5)
+
+
+def test_an_ensemble_of_runs_is_one_graph_with_both_views_and_points(tmp_path) -> None:
+    import onnxruntime as ort
+
+    from emotion_estimator.training.fusion_ensemble import ENSEMBLE, combine_runs
+
+    splits = toy_splits(n_train=96, n_val=45)
+    runs = []
+    for seed in (0, 1):
+        train_fusion(config(epochs=2, seed=seed), tmp_path / f"seed-{seed}", splits=splits,
+                     log=quiet)
+        runs.append(tmp_path / f"seed-{seed}")
+    ckpt = combine_runs(runs, tmp_path, log=quiet, val=splits["val"])
+    assert (tmp_path / ENSEMBLE).is_file() and len(ckpt["members"]) == 2
+    assert set(ckpt["operating_points"]) == {"balanced", "sad-sensitive"}
+    assert ckpt["config"]["seeds"] == [0, 1]
+    meta = export_fusion(tmp_path / ENSEMBLE, tmp_path / "ens.onnx")
+    assert meta["model"]["members"] == 2 and meta["expressions"] == list(EXPRESSIONS)
+    assert meta["onnx_torch_max_abs_diff"] <= 1e-4
+    # the graph averages its members' calibrated probabilities
+    feeds = {k: v[:7] for k, v in splits["val"].inputs.items()}
+    got, expr = ort.InferenceSession(str(tmp_path / "ens.onnx")).run(None, feeds)
+    members = [load_fusion(r / CHECKPOINT) for r in runs]
+    with torch.no_grad():
+        probs = [torch.softmax(m(**{k: torch.from_numpy(v) for k, v in feeds.items()})[0]
+                               / c["temperature"], -1).numpy() for m, c in members]
+    logp = np.log(np.clip(np.mean(probs, axis=0), 1e-7, None)) + ckpt["offsets"]
+    want = np.exp(logp) / np.exp(logp).sum(1, keepdims=True)
+    assert np.abs(got - want).max() < 1e-4
+    assert expr.shape == (7, 7) and np.allclose(expr.sum(1), 1, atol=1e-5)
+    with pytest.raises(InputError, match="at least two"):
+        combine_runs(runs[:1], tmp_path, log=quiet, val=splits["val"])
+
+
+def test_cli_seeds_need_two_different_integers(tmp_path, capsys) -> None:
+    dataset = tmp_path / "dataset.parquet"
+    dataset.write_bytes(b"not read")
+    for seeds in ("1", "0,0", "a,b"):
+        code = cli(["train", str(dataset), "--out", str(tmp_path / "run"), "--kind", "fusion",
+                    "--seeds", seeds])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and "--seeds" in err[0]
+    assert not (tmp_path / "run").exists()

@@ -18,7 +18,7 @@ import torch
 
 from ..atomic import atomic_path
 from ..errors import InputError
-from .fusion_data import FINE_CLASSES
+from .fusion_data import FINE_CLASSES, FusionSplit
 from .fusion_train import (
     CHECKPOINT,
     config_from_dict,
@@ -46,8 +46,10 @@ def member_probabilities(model: Any, ckpt: dict[str, Any],
 
 def combine_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
                  max_sad_as_happy: float | None = None,
-                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Average ``runs`` (each a folder with ``fusion.pt``) into ``out/ensemble.pt``."""
+                 log: Callable[[str], None] | None = None,
+                 val: FusionSplit | None = None) -> dict[str, Any]:
+    """Average ``runs`` (each a folder with ``fusion.pt``) into ``out/ensemble.pt``; ``val``
+    replaces reading the runs' validation split from their dataset."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     if len(runs) < 2:
         raise InputError("an ensemble needs at least two runs")
@@ -61,7 +63,7 @@ def combine_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     config = config_from_dict(configs[0])
     classes = tuple(config.classes)
     cap = config.max_sad_as_happy if max_sad_as_happy is None else max_sad_as_happy
-    val = training_splits(config, ("val",))["val"]
+    val = val if val is not None else training_splits(config, ("val",))["val"]
     inputs = {k: torch.from_numpy(v) for k, v in val.inputs.items()}
     probs, exprs, member_reports = [], [], []
     for model, ckpt in members:
