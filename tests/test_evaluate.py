@@ -197,7 +197,7 @@ def write_fusion_dataset(folder: Path, variants: tuple[str, ...] = ("pad",), n_t
                     written[key].append(arr)
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_parquet(folder / "dataset.parquet")
-    pd.DataFrame({"image_id": [99], "split": ["test"], "label": ["sad"],
+    pd.DataFrame({"image_id": [99], "split": ["test"], "label": ["sad"], "source_label": ["sad"],
                   "preprocess": [variants[0]]}).to_parquet(folder / "undetected.parquet")
     return {k: np.stack(v) for k, v in written.items()}
 
@@ -300,3 +300,192 @@ def test_shipped_models_resolve_by_name() -> None:
     pytest.importorskip("onnxruntime")
     assert load_predictor("fusion").inputs == ("face", "landmarks", "blendshapes")
     assert load_predictor("blendshapes").inputs == ("blendshapes",)
+
+
+# ---- operating points, the seven expressions, failure slices (issues 16 and 19) -------------
+
+
+def _views_frame() -> pd.DataFrame:
+    """:func:`_frame` with source labels (one contempt among the unknown rows), mouthSmile
+    scores (two smiling sad faces, one called happy) and an expression encoded in score 1."""
+    frame = _frame()
+    frame["source_label"] = (["happy"] * 4 + ["sad"] * 4 + ["angry", "disgust", "contempt",
+                                                            "surprise"] + ["sad", "happy"])
+    frame.loc[:11, "mouthSmileLeft"] = [0.9, 0.8, 0.7, 0.1, 0.6, 0.1, 0.5, 0.0,
+                                        0.0, 0.0, 0.0, 0.0]
+    frame.loc[:11, "mouthSmileRight"] = frame.loc[:11, "mouthSmileLeft"]
+    # the expression each detected row is called (index into EXPRESSIONS)
+    frame.loc[:11, BLENDSHAPE_NAMES[1]] = [1, 1, 1, 0, 2, 2, 1, 0, 3, 1, 0, 4]
+    return frame
+
+
+def _views_predictor(points: dict | None = None):
+    from emotion_estimator.expressions import EXPRESSIONS
+    from emotion_estimator.training.evaluate import Predictor
+
+    order = list(reversed(EXPRESSIONS))  # a model may list its expressions in any order
+
+    def views(arrays):
+        x = arrays["blendshapes"]
+        expr = np.eye(7, dtype=np.float32)[x[:, 1].astype(int)] * 0.9 + 0.1 / 7
+        return _predict(x), expr[:, [EXPRESSIONS.index(n) for n in order]]
+
+    return Predictor(CLASSES, ("blendshapes",), lambda a: views(a)[0], "toy", views,
+                     tuple(order), points or {})
+
+
+def test_operating_points_move_predictions_and_unknown_names_are_refused() -> None:
+    points = {"balanced": dict.fromkeys(CLASSES, 0.0),
+              "sad-sensitive": {"happy": 0.0, "sad": 3.0, "unknown": 0.0}}
+    frame = _views_frame()
+    base = evaluate_frame(_views_predictor(points), None, frame, "test", "raw")
+    sens = evaluate_frame(_views_predictor(points), None, frame, "test", "raw",
+                          operating_point="sad-sensitive")
+    assert base["operating_point"] == "balanced"
+    assert base["operating_points"] == ["balanced", "sad-sensitive"]
+    assert base["detected"]["confusion"] == [[3, 0, 1], [1, 2, 1], [0, 1, 3]]
+    # log 0.933 vs log 0.033 + 3: the offset is not enough to beat a confident other class
+    assert sens["detected"]["confusion"] == base["detected"]["confusion"]
+    strong = {**points, "sad-sensitive": {"happy": 0.0, "sad": 4.0, "unknown": 0.0}}
+    sens = evaluate_frame(_views_predictor(strong), None, frame, "test", "raw",
+                          operating_point="sad-sensitive")
+    assert sens["detected"]["confusion"] == [[0, 4, 0], [0, 4, 0], [0, 4, 0]]
+    with pytest.raises(InputError, match="unknown operating point 'nope'; this model has: "
+                                         "balanced, sad-sensitive"):
+        evaluate_frame(_views_predictor(points), None, frame, "test", "raw", "nope")
+    with pytest.raises(InputError, match="has: balanced$"):  # no stored points: balanced only
+        evaluate_frame(_predict, CLASSES, frame, "test", "raw", "sad-sensitive")
+
+
+def test_seven_expressions_scored_against_source_labels() -> None:
+    report = evaluate_frame(_views_predictor(), None, _views_frame(), "test", "raw")
+    view = report["expressions"]
+    assert view["left_out"] == {"contempt": 1}
+    found = view["detected"]
+    # truth (EXPRESSIONS order: neu hap sad ang sur dis fea): hap x4, sad x4, ang, dis, sur
+    assert found["n"] == 11 and found["no_face"] == 0
+    assert found["confusion"][1][:3] == [1, 3, 0]  # happy: 3 right, 1 called neutral
+    assert found["confusion"][2][:3] == [1, 1, 2]  # sad: 2 right, 1 happy, 1 neutral
+    assert found["accuracy"] == pytest.approx(7 / 11)  # 3 happy, 2 sad, angry, surprise
+    # the two missed images (sad, happy) count as wrong in the view over all images
+    every = view["with_undetected"]
+    assert every["n"] == 13 and every["no_face"] == 2 and view["undetected"] == 2
+    assert every["accuracy"] == pytest.approx(7 / 13)
+    assert [row[-1] for row in every["confusion"]][1:3] == [1, 1]
+    table = report["table"].set_index("image_id")
+    assert table.loc[100, "expression"] == "happy" and table.loc[100, "truth_expression"] == \
+        "happy"
+    assert table.loc[110, "truth_expression"] == ""  # contempt: no expression
+
+
+def test_failure_slices_count_smiling_sad_faces_and_rough_faces_called_happy() -> None:
+    slices = evaluate_frame(_views_predictor(), None, _views_frame(), "test", "raw")["slices"]
+    # sad rows 104..107 call [1, 1, 0, 2]; smiles [.6, .1, .5, 0]: 104 (sad) and 106 (happy)
+    assert slices["smile_sad"] == {"n": 2, "sad_recall": 0.5, "sad_to_happy": 0.5}
+    # angry (108, called unknown) and disgust (109, unknown): none called happy
+    assert slices["angry_disgusted"] == {"n": 2, "called_happy": 0.0}
+
+
+def test_expression_metrics_count_a_missed_face_as_wrong_but_not_as_a_class() -> None:
+    from emotion_estimator.training.expression_eval import NO_FACE, expression_metrics
+
+    y = np.array([0, 0, 1, 1, 2, 3, 4, 5, 6, 6])
+    pred = np.array([0, NO_FACE, 1, 0, 2, 3, 4, 5, 6, NO_FACE])
+    m = expression_metrics(y, pred)
+    assert m["accuracy"] == pytest.approx(7 / 10) and m["no_face"] == 2
+    assert len(m["confusion"]) == 7 and len(m["confusion"][0]) == 8
+    assert m["per_class"]["neutral"]["precision"] == pytest.approx(0.5)
+    assert m["per_class"]["neutral"]["recall"] == pytest.approx(0.5)
+    # macro F1 over the seven only: neutral 1/2, happy 2/3, fearful 2/3, the others 1
+    assert m["macro_f1"] == pytest.approx((0.5 + 2 / 3 + 1 + 1 + 1 + 1 + 2 / 3) / 7)
+    with pytest.raises(ValueError):
+        expression_metrics(np.array([0, 7]), np.array([0, 0]))
+
+
+def test_source_labels_and_ferplus_votes_map_to_the_seven() -> None:
+    from emotion_estimator.training.expression_eval import expression_labels
+    from emotion_estimator.training.ferplus import (
+        FERPLUS_EMOTIONS,
+        NON_EMOTIONS,
+        majority_expressions,
+    )
+
+    # FER2013 codes, FER2013 names, muxspace folder names, contempt
+    got = expression_labels([0, 1, 2, 5, 6, "Happiness", "sadness", "anger", "contempt"])
+    assert got.tolist() == [3, 5, 6, 4, 0, 1, 2, 3, -1]
+    votes = pd.DataFrame(0, index=range(5), columns=[*FERPLUS_EMOTIONS, *NON_EMOTIONS])
+    votes.loc[0, ["surprise", "fear"]] = [6, 4]     # surprised
+    votes.loc[1, ["disgust", "anger"]] = [5, 5]     # tie: none
+    votes.loc[2, ["contempt", "neutral"]] = [6, 4]  # contempt: none
+    votes.loc[3, ["NF", "happiness"]] = [6, 4]      # not a face: none
+    votes.loc[4, ["disgust", "anger"]] = [6, 4]     # disgusted
+    y, dropped = majority_expressions(votes)
+    assert y.tolist() == [4, -1, -1, -1, 5]
+    assert dropped == {"not_face_or_unknown": 1, "tie": 1, "contempt": 1}
+
+
+@pytest.fixture(scope="module")
+def fusion_views_model(tmp_path_factory) -> tuple[Path, Path]:
+    """An untrained fusion model with the 7-way head and a sad-sensitive point, exported."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from emotion_estimator.training.fusion import FusionDimensions, FusionNet
+    from emotion_estimator.training.fusion_data import FINE_CLASSES
+    from emotion_estimator.training.fusion_export import export_fusion
+
+    torch.manual_seed(1)
+    dims = FusionDimensions(width=8, n_fine=7, fine_hidden=8)
+    model = FusionNet(dims).eval()
+    with torch.no_grad():
+        model.head[-1].weight.mul_(40.0)
+    run = tmp_path_factory.mktemp("views") / "run"
+    run.mkdir()
+    torch.save({"dims": dims.to_dict(), "state_dict": model.state_dict(),
+                "classes": list(CLASSES), "temperature": 0.8, "offsets": [0.2, -0.1, 0.0],
+                "fine_classes": list(FINE_CLASSES), "fine_temperature": 0.5,
+                "operating_points": {"balanced": dict.fromkeys(CLASSES, 0.0),
+                                     "sad-sensitive": {"happy": 0.0, "sad": 1.5,
+                                                       "unknown": 0.0}},
+                "config": {}, "metrics": {}}, run / "fusion.pt")
+    onnx = run.parent / "fusion.onnx"
+    export_fusion(run / "fusion.pt", onnx)
+    return run, onnx
+
+
+def test_a_model_with_the_view_is_scored_on_the_seven_from_onnx_and_run(
+        fusion_views_model, tmp_path, capsys) -> None:
+    from emotion_estimator.classifier import (
+        EmotionClassifier,
+        apply_operating_point,
+        operating_point_offsets,
+    )
+    from emotion_estimator.expressions import EXPRESSIONS
+
+    run, onnx = fusion_views_model
+    arrays = write_fusion_dataset(tmp_path / "data")
+    report = evaluate(onnx, tmp_path / "data", "test", out=tmp_path / "r",
+                      operating_point="sad-sensitive")
+    clf = EmotionClassifier.load(onnx)
+    p, e = clf.predict_views(arrays)
+    want = apply_operating_point(p, operating_point_offsets(clf, "sad-sensitive"))
+    table = report["table"][report["table"]["detected"]]
+    np.testing.assert_allclose(table[[f"p_{c}" for c in CLASSES]].to_numpy(), want, atol=1e-6)
+    got7 = table[[f"expr_{n}" for n in EXPRESSIONS]].to_numpy()
+    np.testing.assert_allclose(got7, e[:, [clf.expressions.index(n) for n in EXPRESSIONS]],
+                               atol=1e-6)
+    view = report["expressions"]
+    assert view["detected"]["n"] == 11 and view["with_undetected"]["no_face"] == 1
+    assert (tmp_path / "r" / "confusion_expressions_detected.csv").is_file()
+    # the training run computes what its export computes, points and view included
+    from_run = evaluate(run, tmp_path / "data", "test", operating_point="sad-sensitive")
+    assert from_run["expressions"]["detected"] == view["detected"]
+    assert from_run["detected"]["confusion"] == report["detected"]["confusion"]
+    assert cli(["evaluate", str(onnx), str(tmp_path / "data"), "--operating-point",
+                "sad-sensitive"]) == 0
+    out = capsys.readouterr().out
+    assert "operating point sad-sensitive (of balanced, sad-sensitive)" in out
+    assert "7 expr, all" in out and "smile-shaped sad faces" in out
+    assert cli(["evaluate", str(onnx), str(tmp_path / "data"), "--operating-point",
+                "cautious"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "balanced, sad-sensitive" in err[0]

@@ -282,8 +282,14 @@ def _expression_view(rows: pd.DataFrame, missed: pd.DataFrame, expr: np.ndarray,
     view["left_out"] = {str(k): int(v) for k, v in left_out.items()}
     if keep.any():
         view["detected"] = ev.expression_metrics(y[keep], pred[keep])
-    if "source_label" in missed:
-        y_missed = ev.expression_labels(missed["source_label"].tolist())
+    if "source_label" not in missed and len(missed):
+        view["note"] = ("the missed images have no source_label (undetected.parquet of an "
+                        "older prepare): the seven are scored on the faces found only")
+    else:
+        sources = missed.get("source_label", pd.Series([], dtype=str))
+        y_missed = ev.expression_labels(sources.tolist())
+        for label in sources[y_missed < 0].astype(str):
+            view["left_out"][label] = view["left_out"].get(label, 0) + 1
         y_all = np.concatenate([y[keep], y_missed[y_missed >= 0]])
         if y_all.size:
             pred_all = np.concatenate([pred[keep], np.full(int((y_missed >= 0).sum()),
