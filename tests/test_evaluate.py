@@ -208,8 +208,8 @@ def fusion_model(tmp_path_factory) -> tuple[Path, Path]:
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from emotion_estimator.training.fusion import FusionDimensions, FusionNet
-    from emotion_estimator.training.fusion_export import export_fusion
+    from emotion_estimator.training.fusion.export import export_fusion
+    from emotion_estimator.training.fusion.model import FusionDimensions, FusionNet
 
     torch.manual_seed(0)
     dims = FusionDimensions(width=8)
@@ -429,9 +429,9 @@ def fusion_views_model(tmp_path_factory) -> tuple[Path, Path]:
     """An untrained fusion model with the 7-way head and a sad-sensitive point, exported."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
-    from emotion_estimator.training.fusion import FusionDimensions, FusionNet
-    from emotion_estimator.training.fusion_data import FINE_CLASSES
-    from emotion_estimator.training.fusion_export import export_fusion
+    from emotion_estimator.training.fusion.data import FINE_CLASSES
+    from emotion_estimator.training.fusion.export import export_fusion
+    from emotion_estimator.training.fusion.model import FusionDimensions, FusionNet
 
     torch.manual_seed(1)
     dims = FusionDimensions(width=8, n_fine=7, fine_hidden=8)

@@ -26,20 +26,20 @@ from emotion_estimator.cli import cli  # noqa: E402
 from emotion_estimator.errors import InputError  # noqa: E402
 from emotion_estimator.expressions import EXPRESSIONS  # noqa: E402
 from emotion_estimator.features import LEFT_EYE, N_LANDMARKS, RIGHT_EYE, build  # noqa: E402
-from emotion_estimator.training.fusion_augment import (  # noqa: E402
+from emotion_estimator.training.fusion.augment import (  # noqa: E402
     AugmentConfig,
     augment,
     blendshape_mirror,
     landmark_mirror,
 )
-from emotion_estimator.training.fusion_data import (  # noqa: E402
+from emotion_estimator.training.fusion.data import (  # noqa: E402
     FINE_CLASSES,
     FusionSplit,
     fine_labels,
     merge_splits,
 )
-from emotion_estimator.training.fusion_export import export_fusion  # noqa: E402
-from emotion_estimator.training.fusion_train import (  # noqa: E402
+from emotion_estimator.training.fusion.export import export_fusion  # noqa: E402
+from emotion_estimator.training.fusion.train import (  # noqa: E402
     CHECKPOINT,
     STATE,
     FusionConfig,
@@ -443,7 +443,7 @@ def write_dataset(path: Path, variants: tuple[str, ...], source: list[str],
 
 
 def test_load_splits_takes_the_only_variant_and_source_labels(tmp_path) -> None:
-    from emotion_estimator.training.fusion_data import load_splits
+    from emotion_estimator.training.fusion.data import load_splits
 
     source = ["sadness", "happiness", "contempt", "anger", "neutral", "sad"]
     folder = write_dataset(tmp_path / "folder", ("raw",), source, ["train"] * 4 + ["val"] * 2)
@@ -462,7 +462,7 @@ def test_load_splits_takes_the_only_variant_and_source_labels(tmp_path) -> None:
 
 
 def test_training_splits_repeat_extra_train_rows(tmp_path) -> None:
-    from emotion_estimator.training.fusion_train import training_splits
+    from emotion_estimator.training.fusion.train import training_splits
 
     main = write_dataset(tmp_path / "fer", ("pad",), ["happy", "sad", "fear", "sad", "happy"],
                          ["train", "train", "train", "val", "test"])
@@ -599,7 +599,7 @@ def test_cli_extra_options_reach_the_training_rows(tmp_path) -> None:
     import argparse
 
     from emotion_estimator.commands.train import configure, fusion_config_from_args
-    from emotion_estimator.training.fusion_train import training_splits
+    from emotion_estimator.training.fusion.train import training_splits
 
     main = write_dataset(tmp_path / "fer", ("pad",), ["happy", "sad", "fear", "sad"],
                          ["train", "train", "train", "val"])
@@ -619,7 +619,7 @@ def test_cli_extra_options_reach_the_training_rows(tmp_path) -> None:
 
 
 def test_hard_examples_are_smile_shaped_non_happy_faces_and_crying_sad_ones() -> None:
-    from emotion_estimator.training.fusion_train import hard_examples
+    from emotion_estimator.training.fusion.train import hard_examples
 
     split = toy_split(6, 3)
     split.y[:] = [0, 1, 2, 1, 2, 1]  # happy, sad, unknown, sad, unknown, sad
@@ -635,7 +635,7 @@ def test_hard_examples_are_smile_shaped_non_happy_faces_and_crying_sad_ones() ->
 def test_cost_term_makes_sad_called_happy_the_dearest_error() -> None:
     import torch
 
-    from emotion_estimator.training.fusion_train import _loss, cost_matrix
+    from emotion_estimator.training.fusion.train import _loss, cost_matrix
 
     costs = torch.from_numpy(cost_matrix(CLASSES))
     sad = torch.tensor([[0.0, 1.0, 0.0]])
@@ -654,7 +654,7 @@ def test_cost_term_makes_sad_called_happy_the_dearest_error() -> None:
 def test_an_ensemble_of_runs_is_one_graph_with_both_views_and_points(tmp_path) -> None:
     import onnxruntime as ort
 
-    from emotion_estimator.training.fusion_ensemble import ENSEMBLE, combine_runs
+    from emotion_estimator.training.fusion.ensemble import ENSEMBLE, combine_runs
 
     splits = toy_splits(n_train=96, n_val=45)
     runs = []

@@ -263,7 +263,7 @@ def test_ferplus_labels_and_vote_columns(ferplus_run):
 
 
 def test_load_splits_takes_soft_targets_from_the_vote_columns(ferplus_run):
-    from emotion_estimator.training.fusion_data import load_splits
+    from emotion_estimator.training.fusion.data import load_splits
 
     soft = load_splits(ferplus_run, ("blendshapes",), preprocess="raw", labels="ferplus")
     hard = load_splits(ferplus_run, ("blendshapes",), preprocess="raw", labels="fer")

@@ -1,7 +1,7 @@
 """``emotion-estimator train DATASET --out RUN``: train a classifier.
 
 ``--kind lstm|dense``: the paper's blendshape models; ``--kind fusion``: the face crop +
-landmarks + blendshapes model (:mod:`emotion_estimator.training.fusion_train`).
+landmarks + blendshapes model (:mod:`emotion_estimator.training.fusion.train`).
 """
 
 from __future__ import annotations
@@ -156,8 +156,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 def fusion_config_from_args(args: argparse.Namespace):
     """A :class:`FusionConfig` from parsed options (validated: bad values exit 2)."""
     from ..errors import InputError
-    from ..training.fusion import INPUT_NAMES
-    from ..training.fusion_train import FusionConfig
+    from ..training.fusion.model import INPUT_NAMES
+    from ..training.fusion.train import FusionConfig
 
     d = FusionConfig()
     _defaults(args, preprocess=d.preprocess, dropout=d.dropout, smoothing=d.smoothing, lr=d.lr,
@@ -228,13 +228,13 @@ def _seeds(text: str | None) -> list[int]:
 def _run_fusion(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from ..training.fusion_train import CHECKPOINT, train_fusion
+    from ..training.fusion.train import CHECKPOINT, train_fusion
 
     config = fusion_config_from_args(args)
     seeds = _seeds(args.seeds)
     out = Path(args.out)
     if seeds:
-        from ..training.fusion_ensemble import ENSEMBLE, combine_runs
+        from ..training.fusion.ensemble import ENSEMBLE, combine_runs
 
         runs = [out / f"seed-{s}" for s in seeds]
         for seed, run in zip(seeds, runs, strict=True):
@@ -246,7 +246,7 @@ def _run_fusion(args: argparse.Namespace) -> int:
         train_fusion(config, out, resume=args.resume)
         checkpoint = out / CHECKPOINT
     if args.export:
-        from ..training.fusion_export import export_fusion
+        from ..training.fusion.export import export_fusion
 
         meta = export_fusion(checkpoint, args.export)
         print(f"exported {args.export} ({meta['onnx_bytes']} bytes)")

@@ -3,7 +3,7 @@
 A model is an exported ``.onnx`` (or a shipped model's name: ``fusion``, ``blendshapes``,
 ``lstm``, ``default``) or a training run (its folder, ``model.pt`` of the blendshape models or
 ``fusion.pt``). Its inputs are built from the dataset's stored columns: the 52 scores, and the
-``landmarks`` / ``face`` bytes columns decoded as in training (:mod:`.fusion_data`).
+``landmarks`` / ``face`` bytes columns decoded as in training (:mod:`.fusion.data`).
 
 Metrics are reported on the faces MediaPipe found and, separately, with the images it missed
 counted as predicted ``unknown`` (their CCE is left out: the model never saw them); with the
@@ -32,10 +32,10 @@ from ..expressions import EXPRESSIONS
 from . import expression_eval as ev
 from . import ferplus as fp
 from .data import pick_preprocess, read_dataset, read_undetected, select_rows
-from .fusion_data import decode_inputs, require_columns
+from .fusion.data import decode_inputs, require_columns
 from .metrics import classification_metrics
 
-FUSION_CHECKPOINT = "fusion.pt"  # fusion_train.CHECKPOINT (that module imports torch)
+FUSION_CHECKPOINT = "fusion.pt"  # fusion.train.CHECKPOINT (that module imports torch)
 BATCH = 512  # rows per prediction call
 
 
@@ -44,7 +44,7 @@ class Predictor:
     """A model ready for dataset rows: ``predict({kind: array}) -> (n, len(classes))``.
 
     ``inputs``: the kinds it takes (``blendshapes``, ``landmarks``, ``face``), as
-    :func:`.fusion_data.decode_inputs` builds them from the dataset. A model with the
+    :func:`.fusion.data.decode_inputs` builds them from the dataset. A model with the
     expression view also has ``views(arrays) -> (probabilities, (n, 7) over expressions)``;
     ``operating_points``: its stored points (``{name: {class: offset}}``; empty: balanced).
     """
@@ -114,11 +114,11 @@ def onnx_predictor(path: str | os.PathLike) -> Predictor:
 
 def fusion_predictor(path: str | os.PathLike) -> Predictor:
     """A trained fusion run's ``fusion.pt`` computed as its export computes it
-    (:func:`.fusion_export.probabilities_module`: ``softmax(logits / T + offsets)`` and, with
+    (:func:`.fusion.export.probabilities_module`: ``softmax(logits / T + offsets)`` and, with
     a calibrated 7-way head, the expression view); its operating points from the checkpoint."""
     import torch
 
-    from .fusion_export import probabilities_module
+    from .fusion.export import probabilities_module
 
     ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
     module = probabilities_module(ckpt)

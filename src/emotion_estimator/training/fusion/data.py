@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..blendshapes import BLENDSHAPE_NAMES
-from ..errors import InputError
-from ..features import N_LANDMARKS
-from . import ferplus as fp
-from .data import CLASSES, read_dataset
+from ...blendshapes import BLENDSHAPE_NAMES
+from ...errors import InputError
+from ...features import N_LANDMARKS
+from .. import ferplus as fp
+from ..data import CLASSES, read_dataset
 
 FERPLUS_EMOTIONS = fp.FERPLUS_EMOTIONS
 FERPLUS_TO_3 = fp.FERPLUS_TO_3

@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
-from ..errors import InputError
-from .fusion_data import FINE_CLASSES, FusionSplit
-from .fusion_train import (
+from ...atomic import atomic_path
+from ...errors import InputError
+from ..metrics import accuracy_and_macro_f1, softmax
+from ..operating_points import fit_points, relative_points
+from .data import FINE_CLASSES, FusionSplit
+from .train import (
     CHECKPOINT,
     config_from_dict,
     load_fusion,
@@ -27,8 +29,6 @@ from .fusion_train import (
     report,
     training_splits,
 )
-from .metrics import accuracy_and_macro_f1, softmax
-from .operating_points import fit_points, relative_points
 
 ENSEMBLE = "ensemble.pt"
 SAME = ("dataset", "inputs", "preprocess", "labels", "extra", "classes")

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..blendshapes import BLENDSHAPE_NAMES
+from ...blendshapes import BLENDSHAPE_NAMES
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import __version__
-from ..atomic import atomic_path, write_text
-from ..classifier import METADATA_FORMAT, metadata_path
-from ..expressions import EXPRESSIONS, SOURCE_NAMES
-from ..features import FEATURES, N_LANDMARKS
-from .export import OPSET
-from .fusion import FusionNet, FusionProbabilities
+from ... import __version__
+from ...atomic import atomic_path, write_text
+from ...classifier import METADATA_FORMAT, metadata_path
+from ...expressions import EXPRESSIONS, SOURCE_NAMES
+from ...features import FEATURES, N_LANDMARKS
+from ..export import OPSET
+from .model import FusionNet, FusionProbabilities
 
 
 def example_inputs(names: list[str], size: int, n: int = 2, seed: int = 0) -> list[np.ndarray]:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..features import N_LANDMARKS
+from ...features import N_LANDMARKS
 
 INPUT_NAMES = ("face", "landmarks", "blendshapes")
 
@@ -30,7 +30,7 @@ class FusionDimensions:
     landmark_hidden: int = 128
     head_hidden: int = 128
     dropout: float = 0.3
-    n_fine: int = 0  # > 0: a head over fusion_data.FINE_CLASSES (the 7 expressions)
+    n_fine: int = 0  # > 0: a head over fusion.data.FINE_CLASSES (the 7 expressions)
     fine_hidden: int = 0  # its hidden width (0: one linear layer, as in format 1 runs)
     stats: dict = field(default_factory=dict, compare=False)  # normalisation, set by training
 
@@ -101,7 +101,7 @@ class VectorBranch(nn.Module):
 
 class FusionNet(nn.Module):
     """``forward(**inputs)`` -> ``(logits, {branch: auxiliary logits})``; the dict also holds
-    ``fine`` (logits over ``fusion_data.FINE_CLASSES``) when the model has that head."""
+    ``fine`` (logits over ``fusion.data.FINE_CLASSES``) when the model has that head."""
 
     def __init__(self, dims: FusionDimensions) -> None:
         super().__init__()

@@ -24,13 +24,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..atomic import atomic_path, write_text
-from .data import CLASSES, class_weights, provenance
-from .fusion import INPUT_NAMES, FusionDimensions, FusionNet
-from .fusion_augment import AugmentConfig, augment, blendshape_mirror, landmark_mirror
-from .fusion_data import FINE_CLASSES, FusionSplit, load_splits, merge_splits
-from .metrics import accuracy_and_macro_f1, classification_metrics, fit_temperature, softmax
-from .operating_points import fit_points, relative_points
+from ...atomic import atomic_path, write_text
+from ..data import CLASSES, class_weights, provenance
+from ..metrics import accuracy_and_macro_f1, classification_metrics, fit_temperature, softmax
+from ..operating_points import fit_points, relative_points
+from .augment import AugmentConfig, augment, blendshape_mirror, landmark_mirror
+from .data import FINE_CLASSES, FusionSplit, load_splits, merge_splits
+from .model import INPUT_NAMES, FusionDimensions, FusionNet
 
 STATE = "state.pt"
 CHECKPOINT = "fusion.pt"
@@ -169,7 +169,7 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
     splits = splits or training_splits(config)
     train, val = splits["train"], splits["val"]
     if not len(train) or not len(val):
-        from ..errors import InputError
+        from ...errors import InputError
 
         raise InputError(f"dataset has no detected train/val rows for preprocess "
                          f"{config.preprocess!r}")
@@ -216,7 +216,7 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
         state = torch.load(out / STATE, map_location=device, weights_only=False)
         planned = state["schedule"].get("total_steps")
         if planned != schedule.total_steps:  # the one-cycle schedule cannot be stretched
-            from ..errors import InputError
+            from ...errors import InputError
 
             raise InputError(f"{out / STATE} is from a run of {planned} steps, this one has "
                              f"{schedule.total_steps} ({config.epochs} epochs x "
@@ -365,7 +365,7 @@ def hard_examples(split: FusionSplit, classes: tuple[str, ...]) -> np.ndarray:
     """Rows a crop CNN confuses with a smile: non-happy faces whose mouth MediaPipe reads as
     smiling (mean ``mouthSmile*`` >= ``HARD_SMILE``: crying grimaces, angry or disgusted
     snarls), and sad faces with raised inner brows and a smile or shut eyes."""
-    from ..blendshapes import BLENDSHAPE_NAMES
+    from ...blendshapes import BLENDSHAPE_NAMES
 
     if "blendshapes" not in split.inputs:
         return np.zeros(len(split), bool)
