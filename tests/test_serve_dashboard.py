@@ -104,3 +104,12 @@ def test_dashboard_shows_the_face_box_and_a_moving_timeline(browser, dashboard_s
         "e => e.name.includes('/v1/frame.jpg?token=' + arguments[0]))", TOKEN)
     assert re.search(r"#0\s+(happy|sad|unknown) \d+%|#0\s+undecided",
                      browser.find_element(By.ID, "faces").text)
+    # the expression column: the seven-expression view where the model has it, else a dash
+    has_view = bool(EmotionEstimator().expressions)
+    cells = browser.find_elements(By.CSS_SELECTOR, "#faces tbody tr td")
+    expression = cells[2].text
+    if has_view:
+        assert re.fullmatch(r"(neutral|happy|sad|angry|surprised|disgusted|fearful) \d+%"
+                            r"|undecided", expression)
+    else:
+        assert expression == "—"

@@ -43,10 +43,14 @@
       const decided = f.decided !== false && f.label != null;
       const label = decided ? `${f.label} ${pct(f["p_" + f.label])}` : "undecided";
       const style = decided ? `color:${color(f.label)}` : "color:#999;font-style:italic";
-      return `<tr><td>#${f.face_id}</td><td style="${style}">${label}</td><td>${probs}</td></tr>`;
+      // the seven-expression view, where the model has it (same filter, same decided state)
+      const expression = f.expression == null ? "—"
+        : decided ? `${f.expression} ${pct(f["expr_" + f.expression])}` : "undecided";
+      return `<tr><td>#${f.face_id}</td><td style="${style}">${label}</td>` +
+        `<td>${expression}</td><td>${probs}</td></tr>`;
     });
     document.querySelector("#faces tbody").innerHTML = rows.join("") ||
-      "<tr><td colspan=3>no face</td></tr>";
+      "<tr><td colspan=4>no face</td></tr>";
   }
 
   async function picture() {
