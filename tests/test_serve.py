@@ -195,7 +195,7 @@ def test_snapshot_picture_and_its_message_are_one_frame(live):
         time.sleep(0.1)
     _, body, headers = got
     picture = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
-    msg = json.loads(headers["X-Frame-Message"])
+    msg = json.loads(headers["x-frame-message"])
     assert picture.shape == (360, 640, 3) and msg["type"] == "frame"
     (face,) = msg["faces"]
     x, y, w, h = (round(face[k]) for k in ("x", "y", "w", "h"))
