@@ -197,3 +197,14 @@ def test_serve_messages_carry_the_expression_view(tmp_path) -> None:
     assert events(first, "test") == []
     change = events(analyze(Frame(1, 0.1, image), [face(0, 1)]), "test")
     assert [(e["from"], e["to"], e["expression"]) for e in change] == [("happy", "sad", "sad")]
+
+
+def test_batch_signature_keeps_old_stores_valid_and_tells_points_apart() -> None:
+    from emotion_estimator.batch.manifest import BatchOptions
+
+    default = BatchOptions().signature()
+    assert "operating_point" not in default and "expressions" not in default
+    assert BatchOptions(operating_point="sad-sensitive").signature() != default
+    assert BatchOptions(expressions=False).signature() != default
+    assert BatchOptions(operating_point="sad-sensitive").estimator_kwargs()[
+        "operating_point"] == "sad-sensitive"

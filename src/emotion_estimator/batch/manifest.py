@@ -45,8 +45,11 @@ class BatchOptions:
         """The options as canonical JSON (the model is compared by its sha256 instead)."""
         data = asdict(self)
         del data["model"], data["landmarker"]  # model: by content; landmarker: sha-verified
-        if data["topic"] is None:  # signatures from before bags were inputs stay valid
-            del data["topic"]
+        # signatures from before these options existed stay valid at their defaults
+        for key, default in (("topic", None), ("operating_point", "balanced"),
+                             ("expressions", None)):
+            if data[key] == default:
+                del data[key]
         data["smoothing_params"] = dict(sorted(self.smoothing_params))
         return json.dumps(data, sort_keys=True)
 
