@@ -171,7 +171,7 @@ def test_bad_input_gives_one_line_and_exit_2(case, tmp_path, capsys, monkeypatch
         "plot_without_matplotlib": ([str(text), "--plot", str(tmp_path / "t.png")],
                                     "matplotlib"),
         "smoothing_param": ([str(still), *model, "--smoothing", "hmm", "--smoothing-param",
-                             "hold_s=0.2"], "--smoothing-param: hmm filter"),
+                             "hold_s=0.2"], "the hmm filter has no parameter 'hold_s'"),
     }[case]
     code, err = run(capsys, *args)
     assert code == 2

@@ -238,3 +238,15 @@ def test_an_empty_array_is_an_input_error(shape, landmarker_model):
     with FaceLandmarker(landmarker_model, mode="image") as landmarker, \
             pytest.raises(InputError, match="empty"):
         landmarker.detect(np.zeros(shape, np.uint8))
+
+
+@pytest.mark.parametrize(("kind", "name"), [("ema", "bogus"), ("hmm", "hold_s"),
+                                            ("none", "margin")])
+def test_an_unknown_smoothing_param_names_no_internal_function(kind, name):
+    from emotion_estimator.temporal import FilterBank
+
+    with pytest.raises(InputError) as info:
+        FilterBank.of(kind, 3, {name: 0.1})
+    text = str(info.value)
+    assert f"the {kind} filter has no parameter {name!r}" in text
+    assert "__init__" not in text and "Filter" not in text

@@ -122,7 +122,7 @@ def test_unknown_smoothing_and_bad_parameters_are_rejected():
         make_filter("kalman", 3)
     with pytest.raises(ValueError):
         make_filter("ema", 3, hold_s=-1)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="the hmm filter has no parameter 'hold_s'"):
         make_filter("hmm", 3, hold_s=0.1)  # an EMA parameter
     with pytest.raises(ValueError):
         make_filter("hmm", 3, decide_s=-1)

@@ -245,12 +245,27 @@ def check_param(name: str, value: Any) -> float:
     return number
 
 
+def filter_params(kind: str) -> tuple[str, ...]:
+    """The parameter names (seconds, margins) a filter kind takes."""
+    import inspect
+
+    names = inspect.signature(FILTERS[kind].__init__).parameters
+    return tuple(n for n in names if n not in ("self", "n_classes", "costs"))
+
+
 def make_filter(kind: str, n_classes: int, costs: Costs | None = None,
                 **params: Any) -> TemporalFilter:
     """A filter by name (``ema``, ``hmm`` or ``none``) with its parameters in seconds (each
     checked by :func:`check_param`) and its transition ``costs`` (``none`` has none)."""
     if kind not in FILTERS:
         raise ValueError(f"unknown smoothing {kind!r}; choose one of {', '.join(SMOOTHING)}")
+    takes = filter_params(kind)
+    for name in params:
+        if name not in takes:
+            from .errors import InputError
+
+            raise InputError(f"the {kind} filter has no parameter {name!r} (it takes "
+                             f"{', '.join(takes) or 'none'})")
     checked = {k: check_param(k, v) for k, v in params.items()}
     if kind == "none":
         return FILTERS[kind](n_classes, **checked)
