@@ -250,3 +250,17 @@ def test_an_unknown_smoothing_param_names_no_internal_function(kind, name):
     text = str(info.value)
     assert f"the {kind} filter has no parameter {name!r}" in text
     assert "__init__" not in text and "Filter" not in text
+
+
+def test_a_fer2013_folder_reports_a_bomb_as_a_bad_row(tmp_path):
+    from emotion_estimator.training.fer2013 import load
+
+    folder = tmp_path / "Training" / "happy"
+    folder.mkdir(parents=True)
+    (folder / "ok.png").write_bytes(encoded(".png", 48, 48))
+    (folder / "bomb.png").write_bytes(png_header(40000, 40000))
+    data = load(tmp_path, on_bad_row="skip")
+    assert len(data.samples) == 1 and data.pixels.shape == (1, 48, 48)
+    assert len(data.bad_rows) == 1 and "image too large" in data.bad_rows[0].reason
+    with pytest.raises(InputError, match="bomb.png"):
+        load(tmp_path, on_bad_row="stop")

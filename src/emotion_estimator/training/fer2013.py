@@ -166,13 +166,18 @@ def _folder_images(root: Path) -> Iterator[tuple[str, str, Path]]:
 def _load_folder(root: Path, *, limit: int | None, on_bad_row: str) -> Fer2013:
     import cv2
 
+    from ..admission import ImageRejected, read_file
+
     rows, images, bad = [], [], []
     for image_id, (split, label, file) in enumerate(_folder_images(root)):
         if limit is not None and image_id >= limit:
             break
-        image = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE)
+        try:  # the image-admission rule: the declared size first, then the decode
+            image, reason = read_file(file, flag=cv2.IMREAD_GRAYSCALE), ""
+        except (ImageRejected, OSError) as exc:
+            image, reason = None, getattr(exc, "reason", None) or "unreadable"
         if image is None:
-            problem = BadRow(line=image_id + 1, reason=f"unreadable image {file}")
+            problem = BadRow(line=image_id + 1, reason=f"unreadable image {file} ({reason})")
             if on_bad_row == "stop":
                 raise InputError(f"{root}: {problem}")
             bad.append(problem)
