@@ -166,3 +166,28 @@ def test_low_power_landmarker_boxes_stay_in_the_frames_pixels() -> None:
     assert a.box[2] > 400  # a large face in the big frame's pixels
     np.testing.assert_allclose(b.box, a.box, atol=0.03 * a.box[2])
     assert np.abs(b.landmarks[:, :2] - a.landmarks[:, :2]).max() < 0.02  # normalised
+
+
+@pytest.mark.skipif(not (MEDIA / "single_face.jpg").is_file(),
+                    reason="needs ../shared/media/single_face.jpg")
+def test_analyze_low_power_flag_reaches_the_landmarker(tmp_path) -> None:
+    import cv2
+    import pandas as pd
+
+    from emotion_estimator.cli import cli
+    from emotion_estimator.video import read_image
+
+    big = tmp_path / "big.png"
+    image = read_image(MEDIA / "single_face.jpg")
+    cv2.imwrite(str(big), cv2.resize(image, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC))
+    tables = {}
+    for name, extra in (("full", []), ("low", ["--low-power"])):
+        out = tmp_path / f"{name}.csv"
+        assert cli(["analyze", str(big), "-o", str(out), "--no-progress", *extra]) == 0
+        tables[name] = pd.read_csv(out)
+    full, low = (tables[k].iloc[0] for k in ("full", "low"))
+    box = ["x", "y", "w", "h"]
+    assert full["w"] > 400  # the box in the 1716 px image's pixels, not the shrunk frame's
+    np.testing.assert_allclose(low[box].to_numpy(float), full[box].to_numpy(float),
+                               atol=0.03 * full["w"])
+    assert not np.array_equal(low[box].to_numpy(float), full[box].to_numpy(float))  # shrunk
