@@ -264,3 +264,27 @@ def test_a_fer2013_folder_reports_a_bomb_as_a_bad_row(tmp_path):
     assert len(data.bad_rows) == 1 and "image too large" in data.bad_rows[0].reason
     with pytest.raises(InputError, match="bomb.png"):
         load(tmp_path, on_bad_row="stop")
+
+
+def test_a_terminated_batch_leaves_no_temp_files(tmp_path, monkeypatch):
+    """SIGTERM (Terminated) while a worker writes: the run's end removes its temp file,
+    the manifest is kept."""
+    from emotion_estimator.batch import runner
+    from emotion_estimator.batch.manifest import MANIFEST
+    from emotion_estimator.errors import Terminated
+
+    out = tmp_path / "out"
+
+    class Killed:
+        def run(self, inputs, on_record, on_frames) -> None:  # noqa: ANN001
+            part = out / "rows" / f"source={inputs[0].id}" / ".part-0.parquet.k1l2.part"
+            part.parent.mkdir(parents=True)
+            part.write_bytes(b"half a file")
+            raise Terminated
+
+    monkeypatch.setattr(runner, "make_engine", lambda *args, **kwargs: Killed())
+    clip = tmp_path / "a.jpg"
+    clip.write_bytes(encoded(".jpg", 32, 32))
+    with pytest.raises(Terminated):
+        runner.run_batch([str(clip)], str(out), runner.BatchOptions())
+    assert (out / MANIFEST).is_file() and not list(out.rglob("*.part"))
