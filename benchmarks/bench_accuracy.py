@@ -1,8 +1,13 @@
-"""Accuracy, 3 classes, end to end: our runtime vs ``fer`` on FER2013 and on real photos.
+"""Accuracy end to end: our runtime vs ``fer`` on FER2013 and on real photos.
 
 Sets: FER2013 PrivateTest with its original labels and with FER+ majority labels (all images,
 no face = ``unknown``, and the faces MediaPipe found), and a labelled folder of real photos
 (``../shared/data/muxspace``: all images end to end, and the faces both tools found).
+Three classes for every model at each of its operating points (``fusion``,
+``fusion@sad-sensitive``: the stored offsets applied to the cached probabilities, no second
+MediaPipe pass); the failure slices of issue 16 (sad faces MediaPipe reads as smiling, angry +
+disgusted faces called happy: :mod:`emotion_estimator.training.expression_eval`); and the seven
+expressions (issue 19) for models with that view and for fer, whose CNN gives them natively.
 
 Our predictions go through the public runtime, whatever inputs a model declares:
 ``EmotionEstimator(model=..., max_faces=1).analyze_image(...)``, the largest face; FER2013's
@@ -37,6 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 from benchlib import CLASSES3, RESULTS, RUNS  # noqa: E402
 
+from emotion_estimator.expressions import EXPRESSIONS  # noqa: E402
+from emotion_estimator.training import expression_eval as ev  # noqa: E402
+
 SHARED_DATA = benchlib.REPO.parent / "shared" / "data"
 FERPLUS_CSV = SHARED_DATA / "ferplus" / "fer2013new.csv"
 FOLDER = SHARED_DATA / "muxspace"
@@ -47,7 +55,9 @@ FER_LABELS = {"tflite:api": "fer (detect_emotions on the crop)",
               "tflite:tight": "fer CNN on the tight crop",
               "keras:api": "fer Keras (detect_emotions on the crop)",
               "keras:tight": "fer Keras CNN on the tight crop"}
-PRED_COLUMNS = ["image_id", "faces", "x", "y", "w", "h", "label", *[f"p_{c}" for c in CLASSES3]]
+PRED_COLUMNS = ["image_id", "faces", "x", "y", "w", "h", "label", *[f"p_{c}" for c in CLASSES3],
+                *[f"expr_{e}" for e in EXPRESSIONS], *ev.SMILE]
+CACHE_VERSION = "v2"  # v2: + the expression view and the mouthSmile scores of the face
 UNKNOWN = CLASSES3.index("unknown")
 PREDICTIONS = {"computed": 0, "from_cache": 0}  # counted by cached(), shown in the report
 
@@ -57,7 +67,8 @@ PREDICTIONS = {"computed": 0, "from_cache": 0}  # counted by cached(), shown in 
 
 @dataclass
 class ImageSet:
-    """Images of one source: ids, 3-class labels (index into CLASSES3), a BGR loader."""
+    """Images of one source: ids, 3-class labels (index into CLASSES3), a BGR loader, and the
+    source labels as expressions (index into EXPRESSIONS; -1: none, e.g. contempt)."""
 
     name: str
     key: str  # names the cache files: data + preprocessing
@@ -66,6 +77,8 @@ class ImageSet:
     load: Callable[[int], np.ndarray]  # position -> BGR image
     paths: list[str] | None = None
     info: dict = field(default_factory=dict)
+    y7: np.ndarray | None = None
+    sources: np.ndarray | None = None  # the source label of each image, as the data names it
 
 
 def subsample(n: int, limit: int | None, seed: int = 0) -> np.ndarray:
@@ -102,7 +115,8 @@ def fer2013_set(csv: Path, limit: int | None, preprocess: str) -> ImageSet:
 
     return ImageSet("FER2013 PrivateTest", f"fer2013-{file_sha256(csv)[:12]}-{desc}",
                     meta["image_id"].to_numpy(np.int64), benchlib.fold7(meta["emotion"]), load,
-                    info={"preprocess": pre.describe(), "csv": str(csv)})
+                    info={"preprocess": pre.describe(), "csv": str(csv)},
+                    y7=ev.expression_labels(meta["emotion"].to_numpy(np.int64)))
 
 
 def ferplus_labels(path: Path, ids: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -121,6 +135,15 @@ def ferplus_labels(path: Path, ids: np.ndarray) -> tuple[np.ndarray, dict]:
     if ids.size and ids.max() >= len(votes):
         benchlib.fail(f"{path}: {len(votes)} rows, fewer than FER2013's")
     return ferplus.majority(votes.iloc[ids], CLASSES3)
+
+
+def ferplus_expressions(path: Path, ids: np.ndarray) -> tuple[np.ndarray, dict]:
+    """FER+ majority labels over the seven expressions of FER2013 ``ids`` (index into
+    EXPRESSIONS; -1 where dropped: not a face, ties, contempt), by
+    ``ferplus.majority_expressions``, and the drop counts."""
+    from emotion_estimator.training import ferplus
+
+    return ferplus.majority_expressions(ferplus.read_votes(path).iloc[ids])
 
 
 def folder_set(root: Path, limit: int | None, class_map: Path | None,
@@ -144,10 +167,28 @@ def folder_set(root: Path, limit: int | None, class_map: Path | None,
                     samples["image_id"].to_numpy(np.int64), y,
                     lambda i: read_image(Path(paths[i])), paths,
                     info={"root": str(root), "bad_images": folder.bad.to_dict("records"),
-                          "source_labels": folder.summary()["source_labels"]})
+                          "source_labels": folder.summary()["source_labels"]},
+                    y7=ev.expression_labels(samples["source_label"].tolist()),
+                    sources=samples["source_label"].astype(str).to_numpy())
 
 
 # ---------------------------------------------------------------- predictions
+
+
+@dataclass
+class Method:
+    """One row of the tables: 3-class predictions (index into CLASSES3), where the tool found
+    a face, the seven-expression predictions (index into EXPRESSIONS, ``ev.NO_FACE``; None
+    without the view); ``family`` joins a method's rows across sets (the combined slice)."""
+
+    name: str
+    kind: str  # ours | fer
+    pred: np.ndarray
+    found: np.ndarray
+    pred7: np.ndarray | None = None
+    family: str = ""
+    point: str | None = None
+    variant: str | None = None
 
 
 def cached(cache: Path, ids: np.ndarray, columns: list[str], compute, rerun: bool
@@ -168,7 +209,8 @@ def cached(cache: Path, ids: np.ndarray, columns: list[str], compute, rerun: boo
 
 
 def model_identity(name: str | None) -> dict:
-    """Path, sha256 (of the .onnx and its .json: both decide the output), kind, classes."""
+    """Path, sha256 (of the .onnx and its .json: both decide the output), kind, its
+    operating points (``{name: {class: offset}}``, balanced first) and expression view."""
     from emotion_estimator import EmotionClassifier
 
     clf = EmotionClassifier.load(name)
@@ -181,12 +223,16 @@ def model_identity(name: str | None) -> dict:
         str(i.get("kind")) for i in meta.get("inputs", [])) or "model"
     return {"name": name or "default", "path": str(clf.path), "sha256": file_sha256(*files),
             "onnx_sha256": file_sha256(clf.path), "kind": str(kind),
-            "trained": bool(getattr(clf, "trained", True))}
+            "trained": bool(getattr(clf, "trained", True)),
+            "operating_points": dict(clf.operating_points), "expressions": list(clf.expressions)}
 
 
 def predict_ours(model: dict, images: ImageSet, rerun: bool) -> pd.DataFrame:
-    """Our label per image (largest face; no face -> ``unknown``), end to end."""
-    from emotion_estimator import EmotionEstimator
+    """Our raw probabilities per image (largest face; balanced point), end to end, with the
+    expression view (NaN without one) and the face's mouthSmile scores (NaN: no face)."""
+    from emotion_estimator import BLENDSHAPE_NAMES, EmotionEstimator
+
+    smile = [BLENDSHAPE_NAMES.index(n) for n in ev.SMILE]
 
     position = {int(i): k for k, i in enumerate(images.ids)}
 
@@ -199,18 +245,50 @@ def predict_ours(model: dict, images: ImageSet, rerun: bool) -> pd.DataFrame:
                 if faces:
                     face = max(faces, key=lambda f: f.box[2] * f.box[3])
                     row.update(zip("xywh", face.box, strict=True), label=face.label,
-                               **{f"p_{c}": face.raw_probabilities[c] for c in CLASSES3})
+                               **{f"p_{c}": face.raw_probabilities[c] for c in CLASSES3},
+                               **{f"expr_{e}": p for e, p in
+                                  face.expression_probabilities.items()},
+                               **dict(zip(ev.SMILE, face.scores[smile].tolist(), strict=True)))
                 rows.append(row)
                 if n % 500 == 0 or n == len(missing):
                     print(f"  {model['name']} on {images.name}: {n}/{len(missing)} "
                           f"({time.perf_counter() - t:.0f} s)", file=sys.stderr)
         return pd.DataFrame(rows, columns=PRED_COLUMNS)
 
-    cache = RUNS / f"ours_{images.key}_{model['sha256'][:16]}.csv"
-    table = cached(cache, images.ids, PRED_COLUMNS, compute, rerun)
-    table["pred"] = table["label"].map(
-        lambda v: CLASSES3.index(v) if isinstance(v, str) else UNKNOWN).astype(np.int64)
-    return table
+    cache = RUNS / f"ours-{CACHE_VERSION}_{images.key}_{model['sha256'][:16]}.csv"
+    return cached(cache, images.ids, PRED_COLUMNS, compute, rerun)
+
+
+def point_name(model: dict, point: str) -> str:
+    """``fusion`` for the balanced point, ``fusion@sad-sensitive`` for another."""
+    return model["name"] if point == "balanced" else f"{model['name']}@{point}"
+
+
+def ours_methods(models: list[dict], tables: dict[str, pd.DataFrame]) -> list[Method]:
+    """One method per model and operating point, from the cached probabilities: the point's
+    offsets applied (``apply_operating_point``), argmax; no face = ``unknown``. The balanced
+    rows carry the expression view where the model has one."""
+    from emotion_estimator.classifier import apply_operating_point
+
+    out = []
+    for m in models:
+        table = tables[m["name"]]
+        found = table["faces"].to_numpy() > 0
+        p = table[[f"p_{c}" for c in CLASSES3]].to_numpy(np.float64)
+        for point, offsets in m["operating_points"].items():
+            shift = np.array([offsets[c] for c in CLASSES3], np.float64)
+            pred = np.full(len(table), UNKNOWN, np.int64)
+            if found.any():
+                pred[found] = apply_operating_point(p[found], shift if shift.any() else None
+                                                    ).argmax(axis=1)
+            pred7 = None
+            if point == "balanced" and m["expressions"]:
+                pred7 = ev.predictions(table[[f"expr_{e}" for e in EXPRESSIONS]].to_numpy(),
+                                       found)
+            name = point_name(m, point)
+            out.append(Method(f"ours: {name} ({m['kind']})", "ours", pred, found, pred7,
+                              family=name, point=point))
+    return out
 
 
 def run_fer(args: list[str]) -> None:
@@ -224,8 +302,18 @@ def run_fer(args: list[str]) -> None:
     print("  fer: " + done.stdout.strip().splitlines()[-1], file=sys.stderr)
 
 
+def fer_method(name: str, p7: np.ndarray, found: np.ndarray, family: str,
+               variant: str | None = None) -> Method:
+    """fer's 7 probabilities (FER7 order) -> its method: top class folded to 3 (no face =
+    unknown), and the top class as an expression (no face = ``ev.NO_FACE``)."""
+    pred = np.full(len(p7), UNKNOWN, dtype=np.int64)
+    pred[found] = benchlib.fold7(p7[found].argmax(axis=1))
+    pred7 = ev.predictions(ev.reorder(p7, benchlib.FER7), found)
+    return Method(name, "fer", pred, found, pred7, family=family, variant=variant)
+
+
 def fer_crops(variant: str, images: ImageSet, rerun: bool) -> np.ndarray:
-    """fer on FER2013 whole crops (all PrivateTest once, cached) -> 3-class predictions."""
+    """fer on FER2013 whole crops (all PrivateTest once, cached) -> its 7 probabilities."""
     backend, crop = variant.split(":")
     cache = RUNS / f"fer_{backend}_{crop}_privatetest.csv"
     if rerun or not cache.is_file():
@@ -234,12 +322,11 @@ def fer_crops(variant: str, images: ImageSet, rerun: bool) -> np.ndarray:
     table = pd.read_csv(cache).set_index("image_id")
     if not np.isin(images.ids, table.index).all():
         benchlib.fail(f"{cache} does not cover PrivateTest: pass --rerun")
-    p7 = table.loc[images.ids, list(benchlib.FER7)].to_numpy()
-    return benchlib.fold7(p7.argmax(axis=1))
+    return table.loc[images.ids, list(benchlib.FER7)].to_numpy(np.float64)
 
 
 def fer_photos(images: ImageSet, rerun: bool) -> pd.DataFrame:
-    """fer with its own Haar detection on photos: ``faces`` and 3-class ``pred`` per image."""
+    """fer with its own Haar detection on photos: ``faces`` and the 7 probabilities."""
     columns = ["image_id", "faces", *"xywh", *benchlib.FER7]
     position = {int(i): k for k, i in enumerate(images.ids)}
 
@@ -252,48 +339,100 @@ def fer_photos(images: ImageSet, rerun: bool) -> pd.DataFrame:
             run_fer(["folder", str(todo), "--out", str(Path(tmp) / "out.csv")])
             return pd.read_csv(Path(tmp) / "out.csv")
 
-    table = cached(RUNS / f"fer_tflite_folder_{images.key}.csv", images.ids, columns, compute,
-                   rerun)
-    p7 = table[list(benchlib.FER7)].to_numpy()
-    found = table["faces"].to_numpy() > 0
-    pred = np.full(len(table), UNKNOWN, dtype=np.int64)
-    pred[found] = benchlib.fold7(p7[found].argmax(axis=1))
-    table["pred"] = pred
-    return table
+    return cached(RUNS / f"fer_tflite_folder_{images.key}.csv", images.ids, columns, compute,
+                  rerun)
 
 
 # ---------------------------------------------------------------- report
 
 
-def view(title: str, y: np.ndarray, methods: list[tuple[str, str, np.ndarray, np.ndarray]],
-         mask: np.ndarray, note: str) -> dict | None:
-    """One table: ``methods`` = (name, kind, predictions, face found), all on ``y[mask]``
-    (``None`` when the mask is empty)."""
+def view(title: str, y: np.ndarray, methods: list[Method], mask: np.ndarray,
+         note: str) -> dict | None:
+    """One 3-class table: every method on ``y[mask]`` (``None`` when the mask is empty)."""
     if not mask.any():
         return None
     rows = []
-    for name, kind, pred, found in methods:
-        m = benchlib.metrics(y[mask], pred[mask])
-        rows.append({"method": name, "kind": kind, "face_found": float(found[mask].mean()), **m})
+    for m in methods:
+        row = {"method": m.name, "kind": m.kind, "face_found": float(m.found[mask].mean()),
+               **benchlib.metrics(y[mask], m.pred[mask])}
+        row.update({k: v for k, v in (("point", m.point), ("variant", m.variant)) if v})
+        rows.append(row)
     return {"title": title, "n": int(mask.sum()), "note": note,
             "class_counts": np.bincount(y[mask], minlength=3).tolist(), "rows": rows}
+
+
+def view7(title: str, y7: np.ndarray, methods: list[Method], mask: np.ndarray,
+          note: str) -> dict | None:
+    """One seven-expression table: the methods with the view on the images of ``mask`` that
+    have an expression label; a face a tool did not find counts as wrong."""
+    mask = mask & (y7 >= 0)
+    scored = [m for m in methods if m.pred7 is not None]
+    if not mask.any() or not scored:
+        return None
+    rows = [{"method": m.name, "kind": m.kind, "face_found": float(m.found[mask].mean()),
+             **ev.expression_metrics(y7[mask], m.pred7[mask])} for m in scored]
+    return {"title": title, "n": int(mask.sum()), "note": note,
+            "class_counts": np.bincount(y7[mask], minlength=7).tolist(), "rows": rows}
+
+
+def slice_rows(title: str, images: ImageSet, methods: list[Method], smile: np.ndarray
+               ) -> dict:
+    """The failure slices of every method on one set (``smile``: our MediaPipe reading)."""
+    rows = [{"method": m.name, "kind": m.kind, "family": m.family,
+             **ev.slices(CLASSES3, images.y, m.pred, images.y7, smile)} for m in methods]
+    return {"title": title, "n": len(images.y), "rows": rows}
+
+
+def combined_slices(parts: list[tuple[ImageSet, list[Method], np.ndarray]]) -> dict | None:
+    """The slices over the sets together, for each method family present in all of them."""
+    if len(parts) < 2:
+        return None
+    families = [list(dict.fromkeys(m.family for m in ms)) for _, ms, _ in parts]
+    common = [f for f in families[0] if all(f in fs for fs in families[1:])]
+    rows = []
+    for fam in common:
+        picked = [next(m for m in ms if m.family == fam) for _, ms, _ in parts]
+        cat = {k: np.concatenate(v) for k, v in (
+            ("y", [im.y for im, _, _ in parts]), ("y7", [im.y7 for im, _, _ in parts]),
+            ("smile", [s for *_, s in parts]), ("pred", [m.pred for m in picked]))}
+        rows.append({"method": fam, "kind": picked[0].kind, "family": fam,
+                     "parts": [m.name for m in picked],
+                     **ev.slices(CLASSES3, cat["y"], cat["pred"], cat["y7"], cat["smile"])})
+    return {"title": " + ".join(im.name for im, _, _ in parts),
+            "n": int(sum(len(im.y) for im, _, _ in parts)), "rows": rows}
+
+
+def smile_of(tables: dict[str, pd.DataFrame]) -> np.ndarray:
+    """Mean mouthSmileLeft/Right of the face our MediaPipe pass found (the same for every
+    model: one landmarker), NaN where none."""
+    first = next(iter(tables.values()))
+    return ev.smile(first[list(ev.SMILE)].to_numpy(np.float64))
+
+
+def without_view(models: list[dict]) -> str:
+    names = [m["name"] for m in models if not m["expressions"]]
+    return (f"; {', '.join(names)}: no expression view" if names else "")
 
 
 def evaluate(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     models = [model_identity(None if m == "default" else m) for m in args.model]
-    sets: dict[str, dict] = {}
+    sets: dict[str, dict | None] = {}
+    sets7: dict[str, dict | None] = {}
+    slices: dict[str, dict | None] = {}
+    slice_parts = []
     info: dict = {}
+    no_view = without_view(models)
 
     fer_set = fer2013_set(args.csv, args.limit, args.preprocess)
-    ours = {m["name"]: predict_ours(m, fer_set, args.rerun) for m in models}
-    methods = [(f"ours: {m['name']} ({m['kind']})", "ours", ours[m["name"]]["pred"].to_numpy(),
-                ours[m["name"]]["faces"].to_numpy() > 0) for m in models]
+    tables = {m["name"]: predict_ours(m, fer_set, args.rerun) for m in models}
+    methods = ours_methods(models, tables)
     if not args.skip_fer:
         everywhere = np.ones(len(fer_set.ids), dtype=bool)
-        methods += [(FER_LABELS[v], "fer", fer_crops(v, fer_set, args.rerun), everywhere)
+        methods += [fer_method(FER_LABELS[v], fer_crops(v, fer_set, args.rerun), everywhere,
+                               "fer (end to end)" if v.endswith(":api") else FER_LABELS[v], v)
                     for v in args.fer]
-    detected = np.logical_and.reduce([f for _, k, _, f in methods if k == "ours"])
+    detected = np.logical_and.reduce([m.found for m in methods if m.kind == "ours"])
     every = np.ones_like(detected)
     plus_y, dropped = (ferplus_labels(args.ferplus, fer_set.ids) if args.ferplus.is_file()
                        else (None, {}))
@@ -302,6 +441,14 @@ def evaluate(args: argparse.Namespace) -> dict:
     sets["fer2013_detected"] = view(
         "FER2013 PrivateTest, original labels, faces MediaPipe found", fer_set.y, methods,
         detected, "fer on the same images")
+    sets7["fer2013"] = view7("FER2013 PrivateTest, 7 expressions, all images", fer_set.y7,
+                             methods, every, "no face = wrong" + no_view)
+    sets7["fer2013_detected"] = view7(
+        "FER2013 PrivateTest, 7 expressions, faces MediaPipe found", fer_set.y7, methods,
+        detected, "fer on the same images")
+    smile = smile_of(tables)
+    slices["fer2013"] = slice_rows("FER2013 PrivateTest", fer_set, methods, smile)
+    slice_parts.append((fer_set, methods, smile))
     if plus_y is not None:
         kept = plus_y >= 0
         note = (f"FER+ votes folded to 3 classes, majority; dropped "
@@ -313,20 +460,26 @@ def evaluate(args: argparse.Namespace) -> dict:
             "FER2013 PrivateTest, FER+ majority labels, faces MediaPipe found",
             np.where(kept, plus_y, 0), methods, kept & detected, note)
         info["ferplus_dropped"] = dropped
+        plus7, dropped7 = ferplus_expressions(args.ferplus, fer_set.ids)
+        sets7["ferplus"] = view7(
+            "FER2013 PrivateTest, FER+ majority over the 7 expressions, all kept images",
+            plus7, methods, every,
+            f"no face = wrong; dropped {dropped7['not_face_or_unknown']} not-a-face/unknown, "
+            f"{dropped7['tie']} ties, {dropped7['contempt']} contempt" + no_view)
+        info["ferplus7_dropped"] = dropped7
     info["fer2013"] = {"key": fer_set.key, **fer_set.info}
 
     if not args.skip_folder:
         photos = folder_set(args.folder, args.limit, args.class_map, args.on_bad_image,
                             args.folder_holdout)
-        ours = {m["name"]: predict_ours(m, photos, args.rerun) for m in models}
-        methods = [(f"ours: {m['name']} ({m['kind']})", "ours",
-                    ours[m["name"]]["pred"].to_numpy(), ours[m["name"]]["faces"].to_numpy() > 0)
-                   for m in models]
+        tables = {m["name"]: predict_ours(m, photos, args.rerun) for m in models}
+        methods = ours_methods(models, tables)
         if not args.skip_fer:
             fer = fer_photos(photos, args.rerun)
-            methods.append(("fer (its Haar detection)", "fer", fer["pred"].to_numpy(),
-                            fer["faces"].to_numpy() > 0))
-        both = np.logical_and.reduce([f for *_, f in methods])
+            methods.append(fer_method("fer (its Haar detection)",
+                                      fer[list(benchlib.FER7)].to_numpy(np.float64),
+                                      fer["faces"].to_numpy() > 0, "fer (end to end)"))
+        both = np.logical_and.reduce([m.found for m in methods])
         print(f"  {photos.name}: faces found by both tools in {both.sum()} of {len(both)}",
               file=sys.stderr)
         name = args.folder.name
@@ -335,23 +488,33 @@ def evaluate(args: argparse.Namespace) -> dict:
         found_by = "MediaPipe" if args.skip_fer else "both tools"
         sets[f"{name}_both"] = view(f"{photos.name}, faces {found_by} found", photos.y,
                                     methods, both, "")
+        left = sorted(set(photos.sources[photos.y7 < 0]))
+        left_note = (f"left out: {int((photos.y7 < 0).sum())} {', '.join(left)} photos "
+                     "(no expression)" if left else "")
+        sets7[name] = view7(f"{photos.name}, 7 expressions, all images end to end", photos.y7,
+                            methods, np.ones_like(both), "; ".join(
+                                filter(None, ["no face = wrong, for each tool", left_note]))
+                            + no_view)
+        sets7[f"{name}_both"] = view7(f"{photos.name}, 7 expressions, faces {found_by} found",
+                                      photos.y7, methods, both, left_note)
+        smile = smile_of(tables)
+        slices[name] = slice_rows(photos.name, photos, methods, smile)
+        slice_parts.append((photos, methods, smile))
         info["folder"] = {"key": photos.key, **photos.info}
-    sets = {k: v for k, v in sets.items() if v is not None}
+    slices["combined"] = combined_slices(slice_parts)
     return {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": benchlib.command_line(), "seconds": round(time.perf_counter() - start, 1),
             "machine": f"{platform.machine()}, {benchlib.cpu_count()} CPUs",
             "limit": args.limit, "predictions": dict(PREDICTIONS), "models": models,
-            "sets": sets, "data": info,
+            "sets": {k: v for k, v in sets.items() if v is not None},
+            "sets7": {k: v for k, v in sets7.items() if v is not None},
+            "slices": {k: v for k, v in slices.items() if v is not None},
+            "slice_rule": ev.SLICE_RULE, "data": info,
             # the first table in the pre-issue-9 layout, read by headline.py
             "model": models[0]["path"], "model_trained": models[0]["trained"],
-            "results": [{**r, "preprocess": args.preprocess, **(
-                {"variant": v} if (v := variant_of(r["method"])) else {})}
-                for r in sets["fer2013"]["rows"]],
+            "results": [{**r, "preprocess": args.preprocess} for r in
+                        (sets["fer2013"] or {"rows": []})["rows"]],
             "paper": benchlib.PAPER}
-
-
-def variant_of(method: str) -> str | None:
-    return next((k for k, v in FER_LABELS.items() if v == method), None)
 
 
 METRIC_HEADER = ["method", "images", "accuracy", "macro F1", "recall happy", "recall sad",
@@ -390,7 +553,8 @@ def write_report(report: dict, out: Path) -> None:
     pre = describe_preprocess(report["data"]["fer2013"]["preprocess"])
     done = report.get("predictions", {"computed": "?", "from_cache": "?"})
     text = [
-        "# Accuracy, 3 classes (happy / sad / unknown), end to end\n\n",
+        "# Accuracy end to end: 3 classes at each operating point, failure slices, "
+        "7 expressions\n\n",
         f"Generated {report['created']} by `{report['command']}` in {report['seconds']:.0f} s "
         f"({report['machine']}; {done['computed']} predictions computed, "
         f"{done['from_cache']} from the cache in `runs/bench/`). Models: {models}.\n\n",
@@ -399,7 +563,10 @@ def write_report(report: dict, out: Path) -> None:
         "7 classes folded to 3 (argmax, then happy / sad / other); on FER2013 it is handed "
         "the whole crop (it never misses a face), on photos it finds faces with its own Haar "
         "cascade. `sad->happy` = share of the sad faces called happy; `happy->sad` the "
-        "reverse.\n\nMacro F1 / sad recall:\n\n",
+        "reverse. A model's other operating points (`name@point`) are its stored offsets "
+        "applied to the same cached probabilities.\n\n",
+        points_markdown(report["models"]),
+        "\nMacro F1 / sad recall:\n\n",
         overview(report),
     ]
     for s in report["sets"].values():
@@ -413,12 +580,81 @@ def write_report(report: dict, out: Path) -> None:
         text.append(benchlib.markdown_table(
             ["method", *cells], [[r["method"], *np.ravel(r["confusion"]).tolist()]
                                  for r in s["rows"]], align="l" + "r" * 9))
+    text.append(slices_markdown(report))
+    text.append(expressions_markdown(report))
     bad = report["data"].get("folder", {}).get("bad_images") or []
     if bad:
         text.append(f"\n{len(bad)} images of the folder were left out: "
                     + "; ".join(f"{b['path']} ({b['reason']})" for b in bad[:10]) + ".\n")
     benchlib.write_atomic(out / "accuracy.md", "".join(text))
     plot(report, out)
+
+
+def points_markdown(models: list[dict]) -> str:
+    """Each model's operating points (offsets added to log p) and whether it has the view."""
+    lines = []
+    for m in models:
+        points = "; ".join(
+            f"`{name}`" + ("" if not any(o.values()) else " (" + ", ".join(
+                f"{c} {v:+.2f}" for c, v in o.items() if v) + ")")
+            for name, o in m.get("operating_points", {"balanced": {}}).items())
+        view = "seven expressions" if m.get("expressions") else "no expression view"
+        lines.append(f"- `{m['name']}`: operating points {points}; {view}\n")
+    return "".join(lines)
+
+
+def pct(v: float | None) -> str | None:
+    return None if v is None else f"{v:.1%}"
+
+
+def slices_markdown(report: dict) -> str:
+    """The failure slices (issue 16): one table per set, then the sets together."""
+    slices = report.get("slices") or {}
+    if not slices:
+        return ""
+    text = ["\n## Failure slices\n\n", report.get("slice_rule", ev.SLICE_RULE),
+            ". fer is scored on the same images (the slice comes from our MediaPipe pass).\n"]
+    header = ["method", "smile-shaped sad", "sad recall", "sad->happy", "angry+disgusted",
+              "called happy"]
+    for sl in slices.values():
+        text.append(f"\n### {sl['title']}\n\n")
+        text.append(benchlib.markdown_table(header, [
+            [r["method"], r["smile_sad"]["n"], pct(r["smile_sad"]["sad_recall"]),
+             pct(r["smile_sad"]["sad_to_happy"]), r["angry_disgusted"]["n"],
+             pct(r["angry_disgusted"]["called_happy"])] for r in sl["rows"]],
+            align="lrrrrr"))
+    return "".join(text)
+
+
+def expressions_markdown(report: dict) -> str:
+    """The seven-expression tables (issue 19): metrics, then the 7 x 8 confusions."""
+    sets7 = report.get("sets7") or {}
+    if not sets7:
+        return ("\n## Seven expressions\n\nNo method with the expression view was measured "
+                "(" + without_view(report["models"]).lstrip("; ") + ").\n")
+    text = ["\n## Seven expressions\n\nTruth: the source labels mapped to "
+            f"{', '.join(EXPRESSIONS)} (`emotion_estimator.expressions.SOURCE_NAMES`); fer's "
+            "seven classes are the same emotions under FER2013's names. Our expression "
+            "view does not depend on the operating point. `no face` counts as wrong.\n"]
+    short = [e[:3] for e in EXPRESSIONS]
+    for sv in sets7.values():
+        counts = ", ".join(f"{e} {n}" for e, n in zip(EXPRESSIONS, sv["class_counts"],
+                                                       strict=True))
+        text.append(f"\n### {sv['title']}\n\n{sv['n']} images ({counts})"
+                    + (f"; {sv['note']}" if sv["note"] else "") + ".\n\n")
+        text.append(benchlib.markdown_table(
+            ["method", "images", "accuracy", "macro F1", *[f"F1 {e}" for e in short],
+             "no face"],
+            [[r["method"], r["n"], r["accuracy"], r["macro_f1"],
+              *[r["per_class"][e]["f1"] for e in EXPRESSIONS], r["no_face"]]
+             for r in sv["rows"]], align="l" + "r" * 11))
+        for r in sv["rows"]:
+            text.append(f"\nConfusion, {r['method']} (rows truth, columns predicted):\n\n")
+            text.append(benchlib.markdown_table(
+                ["truth", *short, "none"],
+                [[e, *row] for e, row in zip(EXPRESSIONS, r["confusion"], strict=True)],
+                align="l" + "r" * 8))
+    return "".join(text)
 
 
 def shown_path(path: str) -> str:
@@ -488,6 +724,19 @@ def print_summary(report: dict) -> None:
         for r in s["rows"]:
             print(f"  {r['method']:42s} acc {r['accuracy']:.3f}  F1 {r['macro_f1']:.3f}  "
                   f"sad recall {r['recall'][1]:.2f}  sad->happy {r['sad_to_happy']:.3f}",
+                  file=sys.stderr)
+    for sl in report.get("slices", {}).values():
+        print(f"slices: {sl['title']}", file=sys.stderr)
+        for r in sl["rows"]:
+            smile, rough = r["smile_sad"], r["angry_disgusted"]
+            print(f"  {r['method']:42s} smile-shaped sad {smile['n']:4d}: recall "
+                  f"{pct(smile['sad_recall'])}, ->happy {pct(smile['sad_to_happy'])}; "
+                  f"angry+disgusted {rough['n']:4d}: ->happy {pct(rough['called_happy'])}",
+                  file=sys.stderr)
+    for sv in report.get("sets7", {}).values():
+        print(sv["title"], file=sys.stderr)
+        for r in sv["rows"]:
+            print(f"  {r['method']:42s} acc {r['accuracy']:.3f}  F1 {r['macro_f1']:.3f}",
                   file=sys.stderr)
 
 

@@ -23,6 +23,7 @@ import bench_speed  # noqa: E402
 import benchlib  # noqa: E402
 
 from emotion_estimator.cli import cli  # noqa: E402
+from emotion_estimator.expressions import EXPRESSIONS  # noqa: E402
 
 
 def test_fold7_maps_every_fer2013_code():
@@ -174,7 +175,20 @@ def test_bench_accuracy_end_to_end_on_tiny_data(tmp_path, media, landmarker_mode
     assert photos["n"] == 2 and photos["face_found"] == 0.5  # the blank image has no face
     assert report["results"][0]["kind"] == "ours"  # the layout headline.py reads
     assert (out / "accuracy.md").is_file() and (out / "confusion.png").is_file()
-    assert len(list((tmp_path / "runs").glob("ours_*.csv"))) == 2  # predictions cached
+    assert len(list((tmp_path / "runs").glob("ours-v2_*.csv"))) == 2  # predictions cached
+    cache = pd.read_csv(next((tmp_path / "runs").glob("ours-v2_photos*.csv")))
+    smile = cache.set_index("faces")[["mouthSmileLeft", "mouthSmileRight"]]
+    assert smile.loc[1].between(0, 1).all() and smile.loc[0].isna().all()  # face / none
+    # every operating point of the model is a row of every table, from the same cache
+    points = list(report["models"][0]["operating_points"])
+    assert [r.get("point") for r in report["sets"]["photos"]["rows"]] == points
+    assert set(report["slices"]) == {"fer2013", "photos", "combined"}
+    assert report["slices"]["combined"]["rows"][0]["angry_disgusted"]["n"] == 0
+    if report["models"][0]["expressions"]:  # a model with the seven: one row per set
+        assert report["sets7"]["photos"]["rows"][0]["n"] == 2
+    else:
+        assert report["sets7"] == {} and "no expression view" in (out / "accuracy.md").read_text()
+    assert "## Failure slices" in (out / "accuracy.md").read_text()
     assert [b["reason"] for b in report["data"]["folder"]["bad_images"]] == [
         "not a decodable image"]
     assert "broken.jpg (not a decodable image)" in (out / "accuracy.md").read_text()
@@ -185,6 +199,85 @@ def test_bench_accuracy_end_to_end_on_tiny_data(tmp_path, media, landmarker_mode
             "--out", str(out)]))
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and err[-1].endswith("broken.jpg: not a decodable image")
+
+
+def _model(points: dict, expressions: bool) -> dict:
+    return {"name": "toy", "kind": "fusion", "operating_points": points,
+            "expressions": list(EXPRESSIONS) if expressions else []}
+
+
+def _table(p: list, faces: list) -> pd.DataFrame:
+    table = pd.DataFrame(p, columns=[f"p_{c}" for c in benchlib.CLASSES3])
+    table["faces"] = faces
+    expr = np.full((len(p), 7), np.nan)
+    expr[np.asarray(faces) > 0] = np.eye(7)[[1, 3, 2][:int(np.sum(faces))]]
+    for i, e in enumerate(EXPRESSIONS):
+        table[f"expr_{e}"] = expr[:, i]
+    return table
+
+
+def test_every_operating_point_is_a_method_from_the_cached_probabilities():
+    zero = dict.fromkeys(benchlib.CLASSES3, 0.0)
+    points = {"balanced": zero, "sad-sensitive": {**zero, "sad": 1.0}}
+    table = _table([[0.6, 0.2, 0.2], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3], [np.nan] * 3],
+                   [1, 1, 1, 0])
+    methods = bench_accuracy.ours_methods([_model(points, True)], {"toy": table})
+    assert [m.name for m in methods] == ["ours: toy (fusion)", "ours: toy@sad-sensitive (fusion)"]
+    balanced, sensitive = methods
+    assert balanced.pred.tolist() == [0, 2, 1, 2]  # argmax; no face = unknown
+    # log p + 1 on sad: 0.2e < 0.6 stays happy; 0.3e > 0.6 turns sad
+    assert sensitive.pred.tolist() == [0, 1, 1, 2]
+    assert balanced.pred7.tolist() == [1, 3, 2, -1] and sensitive.pred7 is None
+    assert balanced.found.tolist() == [True, True, True, False]
+    without = bench_accuracy.ours_methods([_model({"balanced": zero}, False)], {"toy": table})
+    assert len(without) == 1 and without[0].pred7 is None
+
+
+def test_fer_method_folds_to_three_and_maps_fer_names_to_the_seven():
+    p7 = np.zeros((3, 7))
+    p7[0, benchlib.FER7.index("disgust")] = 1
+    p7[1, benchlib.FER7.index("sad")] = 1
+    m = bench_accuracy.fer_method("fer", p7, np.array([True, True, False]), "fer")
+    assert m.pred.tolist() == [2, 1, 2]
+    assert [EXPRESSIONS[i] if i >= 0 else None for i in m.pred7] == ["disgusted", "sad", None]
+
+
+def test_slices_per_set_and_combined_by_method_family():
+    def images(y, y7):
+        return bench_accuracy.ImageSet("s", "k", np.arange(len(y)), np.array(y), lambda i: None,
+                                       y7=np.array(y7))
+
+    sad, angry, happy = EXPRESSIONS.index("sad"), EXPRESSIONS.index("angry"), 1
+    a = images([1, 1, 2, 0], [sad, sad, angry, happy])
+    b = images([1, 2], [sad, EXPRESSIONS.index("disgusted")])
+    method = bench_accuracy.Method
+    ma = [method("ours: x", "ours", np.array([0, 1, 0, 0]), np.ones(4, bool), family="x")]
+    mb = [method("ours: x", "ours", np.array([1, 2]), np.ones(2, bool), family="x"),
+          method("fer (its Haar detection)", "fer", np.array([1, 2]), np.ones(2, bool),
+                 family="fer")]
+    smile_a, smile_b = np.array([0.9, 0.2, 0.5, 0.8]), np.array([0.35, np.nan])
+    one = bench_accuracy.slice_rows("a", a, ma, smile_a)["rows"][0]
+    assert one["smile_sad"] == {"n": 1, "sad_recall": 0.0, "sad_to_happy": 1.0}
+    assert one["angry_disgusted"] == {"n": 1, "called_happy": 1.0}
+    both = bench_accuracy.combined_slices([(a, ma, smile_a), (b, mb, smile_b)])
+    assert [r["method"] for r in both["rows"]] == ["x"]  # fer is not in both sets here
+    row = both["rows"][0]
+    assert row["smile_sad"] == {"n": 2, "sad_recall": 0.5, "sad_to_happy": 0.5}
+    assert row["angry_disgusted"] == {"n": 2, "called_happy": 0.5}
+
+
+def test_seven_expression_view_counts_a_missed_face_wrong_and_leaves_out_contempt():
+    y7 = np.array([0, 1, 2, -1])  # the last: contempt
+    method = bench_accuracy.Method
+    methods = [method("ours", "ours", np.zeros(4, int), np.array([1, 1, 0, 1], bool),
+                      pred7=np.array([0, 1, -1, 1])),
+               method("no view", "ours", np.zeros(4, int), np.ones(4, bool))]
+    table = bench_accuracy.view7("t", y7, methods, np.ones(4, bool), "")
+    assert table["n"] == 3 and [r["method"] for r in table["rows"]] == ["ours"]
+    row = table["rows"][0]
+    assert row["accuracy"] == pytest.approx(2 / 3) and row["no_face"] == 1
+    assert row["face_found"] == pytest.approx(2 / 3)
+    assert bench_accuracy.view7("t", y7, methods[1:], np.ones(4, bool), "") is None
 
 
 def test_speed_summary_ratio_uses_medians_per_tool():
