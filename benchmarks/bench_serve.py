@@ -19,7 +19,6 @@ phases), clients are WebSocket connections on 127.0.0.1 from this process.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import re
@@ -32,7 +31,16 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from benchlib import MEDIA, RESULTS, command_line, guarded, markdown_table, rss_mb, write_atomic
+from benchlib import (
+    MEDIA,
+    RESULTS,
+    command_line,
+    guarded,
+    markdown_table,
+    rss_mb,
+    silent_client,
+    write_atomic,
+)
 
 CLIP = MEDIA / "single_face.mp4"
 
@@ -130,19 +138,6 @@ class Reader(threading.Thread):
                     last = msg
         except Exception as exc:  # noqa: BLE001 - reported
             self.error = f"{type(exc).__name__}: {exc}"
-
-
-def silent_client(address: str) -> socket.socket:
-    """A WebSocket client that completes the handshake and never reads again."""
-    host, port = address.split(":")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect((host, int(port)))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /v1/stream HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-    return sock
 
 
 def stats(values: list[float]) -> dict:

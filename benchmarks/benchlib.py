@@ -13,7 +13,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -181,6 +181,25 @@ def write_json(path: Path, obj: object) -> None:
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MiB (Linux ru_maxrss is KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def silent_client(address: str, token: str | None = None, rcvbuf: int = 4096) -> Any:
+    """A raw WebSocket client of ``/v1/stream`` that completes the handshake and never reads
+    again (a small receive buffer, so the server's send side fills fast); returns the socket,
+    the 101 response still unread."""
+    import base64
+    import socket
+
+    host, port = address.split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect((host, int(port)))
+    key = base64.b64encode(os.urandom(16)).decode()
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    sock.sendall((f"GET /v1/stream HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  f"Sec-WebSocket-Version: 13\r\n{auth}\r\n").encode())
+    return sock
 
 
 def rss_mb(pid: int | str = "self") -> float:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +24,9 @@ pytest.importorskip("prometheus_client")
 websockets = pytest.importorskip("websockets")
 
 from test_serve_support import Scripted, running  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from benchlib import rss_mb, silent_client  # noqa: E402  (the bench's clients, shared)
 from websockets.sync.client import connect  # noqa: E402
 
 from emotion_estimator import EmotionEstimator  # noqa: E402
@@ -256,25 +257,11 @@ def test_events_at_real_label_changes_and_events_only(scripted, media):
         assert [m["type"] for m in seen] == [m["type"] for m in replies]
 
 
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def test_a_client_that_never_reads_gets_messages_dropped_not_queued(live):
     """A raw WebSocket client that never reads, then 4 MB of messages: its queue stays at
     the bound, drops are counted, memory does not grow, and the stream goes on."""
     address, server = live
-    host, port = address.split(":")
-    raw = socket.socket()
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
-    raw.connect((host, int(port)))
-    key = base64.b64encode(os.urandom(16)).decode()
-    raw.sendall((f"GET /v1/stream HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\n"
-                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                 f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {TOKEN}\r\n\r\n").encode())
+    raw = silent_client(address, token=TOKEN, rcvbuf=2048)
     try:
         assert b" 101 " in raw.recv(1024)
         before, rss = server.metrics.messages_dropped._value.get(), rss_mb()
