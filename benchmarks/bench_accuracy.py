@@ -227,32 +227,89 @@ def model_identity(name: str | None) -> dict:
             "operating_points": dict(clf.operating_points), "expressions": list(clf.expressions)}
 
 
+FACES_VERSION = "v1"
+FACES_DONE: set[Path] = set()  # face caches already (re)computed in this run
+
+
+def faces_of(images: ImageSet, ids: np.ndarray, rerun: bool) -> dict[int, object | None]:
+    """The largest face MediaPipe finds in each image (a ``Face``, None: no face), from one
+    landmarker pass shared by every model and cached in ``runs/bench/faces-*.npz`` (keyed by
+    the data and the mediapipe version): a new model costs only its classifier."""
+    import io
+
+    import mediapipe
+
+    from emotion_estimator import EmotionEstimator
+    from emotion_estimator.blendshapes import Face
+
+    path = RUNS / f"faces-{FACES_VERSION}_{images.key}_mp{mediapipe.__version__}.npz"
+    have: dict[int, Face | None] = {}
+    if path.is_file() and not (rerun and path not in FACES_DONE):
+        with np.load(path) as z:
+            for k, i in enumerate(z["image_id"].tolist()):
+                have[i] = (Face(z["scores"][k], tuple(z["box"][k].tolist()), z["landmarks"][k])
+                           if z["found"][k] else None)
+    missing = [int(i) for i in ids if int(i) not in have]
+    PREDICTIONS["faces_computed"] = PREDICTIONS.get("faces_computed", 0) + len(missing)
+    if missing:
+        position = {int(i): k for k, i in enumerate(images.ids)}
+        t = time.perf_counter()
+        with EmotionEstimator(model=None, max_faces=1) as est, \
+                est.landmarker("image") as landmarker:
+            for n, image_id in enumerate(missing, 1):
+                faces = landmarker.detect(images.load(position[image_id]))
+                have[image_id] = max(faces, key=lambda f: f.box[2] * f.box[3]) if faces \
+                    else None
+                if n % 500 == 0 or n == len(missing):
+                    print(f"  MediaPipe on {images.name}: {n}/{len(missing)} "
+                          f"({time.perf_counter() - t:.0f} s)", file=sys.stderr)
+        keys = sorted(have)
+        faces = [have[i] for i in keys]
+        blank = Face(np.full(52, np.nan, np.float32), (0.0,) * 4,
+                     np.zeros((478, 3), np.float32))
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf, image_id=np.asarray(keys, np.int64),
+            found=np.array([f is not None for f in faces]),
+            scores=np.stack([(f or blank).scores for f in faces]).astype(np.float32),
+            box=np.array([(f or blank).box for f in faces], np.float64),
+            landmarks=np.stack([(f or blank).landmarks for f in faces]).astype(np.float32))
+        benchlib.write_atomic(path, buf.getvalue())
+    FACES_DONE.add(path)
+    return {int(i): have[int(i)] for i in ids}
+
+
 def predict_ours(model: dict, images: ImageSet, rerun: bool) -> pd.DataFrame:
     """Our raw probabilities per image (largest face; balanced point), end to end, with the
-    expression view (NaN without one) and the face's mouthSmile scores (NaN: no face)."""
+    expression view (NaN without one) and the face's mouthSmile scores (NaN: no face).
+
+    The same step as ``EmotionEstimator(model=..., max_faces=1).analyze_image``: the faces of
+    the still (:func:`faces_of`), then a fresh analyzer without smoothing on the image."""
     from emotion_estimator import BLENDSHAPE_NAMES, EmotionEstimator
+    from emotion_estimator.video import Frame
 
     smile = [BLENDSHAPE_NAMES.index(n) for n in ev.SMILE]
-
     position = {int(i): k for k, i in enumerate(images.ids)}
 
     def compute(missing: np.ndarray) -> pd.DataFrame:
+        faces = faces_of(images, missing, rerun)
         rows, t = [], time.perf_counter()
-        with EmotionEstimator(model=model["path"], max_faces=1) as est:
-            for n, image_id in enumerate(missing, 1):
-                faces = est.analyze_image(images.load(position[int(image_id)]))
-                row: dict = {"image_id": int(image_id), "faces": len(faces)}
-                if faces:
-                    face = max(faces, key=lambda f: f.box[2] * f.box[3])
-                    row.update(zip("xywh", face.box, strict=True), label=face.label,
-                               **{f"p_{c}": face.raw_probabilities[c] for c in CLASSES3},
-                               **{f"expr_{e}": p for e, p in
-                                  face.expression_probabilities.items()},
-                               **dict(zip(ev.SMILE, face.scores[smile].tolist(), strict=True)))
-                rows.append(row)
-                if n % 500 == 0 or n == len(missing):
-                    print(f"  {model['name']} on {images.name}: {n}/{len(missing)} "
-                          f"({time.perf_counter() - t:.0f} s)", file=sys.stderr)
+        est = EmotionEstimator(model=model["path"], max_faces=1)
+        for n, image_id in enumerate(missing, 1):
+            face = faces[int(image_id)]
+            row: dict = {"image_id": int(image_id), "faces": int(face is not None)}
+            if face is not None:
+                image = images.load(position[int(image_id)])
+                result = est.analyzer("none")(Frame(0, 0.0, image), [face]).faces[0]
+                row.update(zip("xywh", result.box, strict=True), label=result.label,
+                           **{f"p_{c}": result.raw_probabilities[c] for c in CLASSES3},
+                           **{f"expr_{e}": p for e, p in
+                              result.expression_probabilities.items()},
+                           **dict(zip(ev.SMILE, result.scores[smile].tolist(), strict=True)))
+            rows.append(row)
+            if n % 1000 == 0 or n == len(missing):
+                print(f"  {model['name']} on {images.name}: {n}/{len(missing)} "
+                      f"({time.perf_counter() - t:.0f} s)", file=sys.stderr)
         return pd.DataFrame(rows, columns=PRED_COLUMNS)
 
     cache = RUNS / f"ours-{CACHE_VERSION}_{images.key}_{model['sha256'][:16]}.csv"

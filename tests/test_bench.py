@@ -179,6 +179,16 @@ def test_bench_accuracy_end_to_end_on_tiny_data(tmp_path, media, landmarker_mode
     cache = pd.read_csv(next((tmp_path / "runs").glob("ours-v2_photos*.csv")))
     smile = cache.set_index("faces")[["mouthSmileLeft", "mouthSmileRight"]]
     assert smile.loc[1].between(0, 1).all() and smile.loc[0].isna().all()  # face / none
+    # one MediaPipe pass per set, cached apart from the model, gives what analyze_image gives
+    assert len(list((tmp_path / "runs").glob("faces-*.npz"))) == 2
+    from emotion_estimator import EmotionEstimator
+
+    (face,) = EmotionEstimator(max_faces=1).analyze_image(media / "single_face.jpg")
+    row = cache[cache["faces"] == 1].iloc[0]
+    assert row["label"] == face.label
+    np.testing.assert_allclose([row[f"p_{c}"] for c in benchlib.CLASSES3],
+                               [face.raw_probabilities[c] for c in benchlib.CLASSES3],
+                               atol=1e-6)
     # every operating point of the model is a row of every table, from the same cache
     points = list(report["models"][0]["operating_points"])
     assert [r.get("point") for r in report["sets"]["photos"]["rows"]] == points
