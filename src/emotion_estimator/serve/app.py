@@ -300,12 +300,7 @@ class Server:
                     await send(dumps(msg))
 
         async def shutdown() -> int:
-            sub = self.hub.subscribe(1, events_only=True)
-            try:
-                while await sub.next_batch():
-                    pass
-            finally:
-                self.hub.unsubscribe(sub)
+            await self.hub.done.wait()
             return WS_GOING_AWAY
 
         tasks = [asyncio.create_task(t) for t in (receive(), work(), shutdown())]

@@ -57,6 +57,7 @@ class Hub:
     def __init__(self, on_drop: Callable[[int], None] | None = None) -> None:
         self.subscribers: set[Subscriber] = set()
         self.closed = False
+        self.done = asyncio.Event()  # set by close(): loops that are not subscribers end
         self._on_drop = on_drop
 
     def subscribe(self, maxlen: int, events_only: bool = False) -> Subscriber:
@@ -78,5 +79,6 @@ class Hub:
     def close(self) -> None:
         """End every subscription (server shutdown)."""
         self.closed = True
+        self.done.set()
         for sub in list(self.subscribers):
             sub.close()
