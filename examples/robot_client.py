@@ -31,7 +31,11 @@ def main(url: str = "ws://127.0.0.1:8765", token: str | None = None) -> None:
         try:
             with connect(f"{url}/v1/stream?events_only=1", additional_headers=headers) as ws:
                 for message in ws:
-                    on_event(json.loads(message))
+                    msg = json.loads(message)
+                    if msg["type"] == "status":  # the server's camera failed or ended
+                        print(f"source {msg['state']}: {msg.get('error', '')}", file=sys.stderr)
+                    elif msg["type"] == "event":
+                        on_event(msg)
         except InvalidStatus as exc:  # 403: wrong or missing token
             sys.exit(f"refused: {exc}")
         except (ConnectionClosed, OSError):

@@ -12,6 +12,7 @@
   const history = new Map(); // face id -> [{t, p: {class: prob}}]
   let classes = [];
   let last = null;
+  let gone = null;  // the server's "status" message once its live source failed or ended
 
   const video = document.getElementById("video");
   const PICTURE_MS = 1000 / 15;
@@ -125,7 +126,9 @@
       }
     }
     ctx.setLineDash([]);
-    if (last) {
+    if (gone) {
+      status.textContent = `${gone.source}: source ${gone.state}` + (gone.error ? ` (${gone.error})` : "");
+    } else if (last) {
       const lat = last.latency_ms != null ? `${last.latency_ms.toFixed(0)} ms latency, ` : "";
       status.textContent = `${last.source}: frame ${last.frame}, ${lat}${last.dropped_frames} dropped`;
     }
@@ -138,6 +141,7 @@
     ws.onmessage = (e) => {
       const msg = JSON.parse(e.data);
       if (msg.type === "frame") onFrame(msg); else if (msg.type === "event") onEvent(msg);
+      else if (msg.type === "status") gone = msg;
     };
     ws.onopen = () => { delay = 500; status.textContent = "connected"; };
     ws.onclose = () => {
