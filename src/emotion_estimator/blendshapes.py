@@ -18,6 +18,8 @@ from typing import Literal
 
 import numpy as np
 
+from .mpresult import fast_detect
+
 BLENDSHAPE_NAMES: tuple[str, ...] = (
     "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
     "browOuterUpRight", "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft",
@@ -161,6 +163,7 @@ class FaceLandmarker:
         )
         with quiet_native(verbose):
             self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        self._fast = fast_detect(self._landmarker)  # None: MediaPipe's public result objects
         self._last_ms = -1
         self.left_out = 0  # image mode: faces the last call found beyond max_faces
         _OPEN.add(self)
@@ -178,20 +181,24 @@ class FaceLandmarker:
             image = shrink(image, self.max_side)
         rgb = _to_rgb(image, bgr)
         mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
-        if self.mode == "image":
-            result = self._landmarker.detect(mp_image)
-        else:
+        ms = None
+        if self.mode == "video":
             if timestamp_s is None:
                 raise ValueError("video mode needs a timestamp")
             ms = max(int(round(timestamp_s * 1000)), self._last_ms + 1)
             self._last_ms = ms
-            result = self._landmarker.detect_for_video(mp_image, ms)
-        faces = []
-        for shapes, marks in zip(result.face_blendshapes, result.face_landmarks, strict=True):
-            scores = np.fromiter(map(_SCORE, shapes), dtype=np.float32, count=len(shapes))
-            pts = np.fromiter(itertools.chain.from_iterable(map(_XYZ, marks)), np.float32,
-                              3 * len(marks)).reshape(-1, 3)  # no Python code per landmark
-            faces.append(Face(scores=scores, box=_box(pts, width, height), landmarks=pts))
+        if self._fast is not None:  # the C result read directly (mpresult.py)
+            found = self._fast(mp_image, ms)
+        else:
+            result = (self._landmarker.detect(mp_image) if ms is None
+                      else self._landmarker.detect_for_video(mp_image, ms))
+            found = [(np.fromiter(map(_SCORE, shapes), dtype=np.float32, count=len(shapes)),
+                      np.fromiter(itertools.chain.from_iterable(map(_XYZ, marks)), np.float32,
+                                  3 * len(marks)).reshape(-1, 3))
+                     for shapes, marks in zip(result.face_blendshapes, result.face_landmarks,
+                                              strict=True)]
+        faces = [Face(scores=scores, box=_box(pts, width, height), landmarks=pts)
+                 for scores, pts in found]
         if self.mode == "image":
             self.left_out = max(len(faces) - self.max_faces, 0)  # found beyond max_faces
             return largest_faces(faces, self.max_faces)
