@@ -166,7 +166,8 @@ def _children(pid: int) -> list[tuple[int, str]]:
     return out
 
 
-def _wait_for(check, timeout: float = 60.0, what: str = "condition"):
+def wait_for(check, timeout: float = 60.0, what: str = "condition"):
+    """``check()``'s first true value, polled until ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := check():
@@ -183,7 +184,7 @@ def test_worker_killed_mid_task_is_retried(corpus, tmp_path):
     proc = subprocess.Popen([*BATCH, str(long), str(corpus / "a.avi"), "--out", str(out),
                              "--workers", "1"], stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: list((out / "rows").glob("source=long/.*.part")),
+        wait_for(lambda: list((out / "rows").glob("source=long/.*.part")),
                   what="the first task to start writing")
         workers = [pid for pid, cmd in _children(proc.pid) if "spawn_main" in cmd]
         assert len(workers) == 1
@@ -198,23 +199,34 @@ def test_worker_killed_mid_task_is_retried(corpus, tmp_path):
     pd.testing.assert_frame_equal(part(out, "long"), analyze_rows(long, tmp_path))
 
 
-@pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs process groups")
-def test_resume_after_killed_run_loses_and_duplicates_nothing(corpus, tmp_path):
+def ten_copies(corpus: Path, tmp_path: Path) -> Path:
+    """A folder of ten copies of the 30-frame clip: a run long enough to be killed in."""
     folder = tmp_path / "in"
     folder.mkdir()
     for i in range(10):
         (folder / f"clip{i}.avi").write_bytes((corpus / "a.avi").read_bytes())
-    out = tmp_path / "out"
-    proc = subprocess.Popen([*BATCH, str(folder), "--out", str(out), "--workers", "1"],
+    return folder
+
+
+def start_batch(folder: Path, out: Path, *options: str) -> subprocess.Popen:
+    """``batch`` in its own process group (to be killed whole, like a lost job)."""
+    return subprocess.Popen([*BATCH, str(folder), "--out", str(out), *options],
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
-    def some_done() -> bool:
-        try:
-            return (manifest(out)["status"] == "done").sum() >= 2
-        except (OSError, ValueError):
-            return False
 
-    _wait_for(some_done, what="two inputs in the manifest")
+def done_count(out: Path) -> int:
+    """Inputs the manifest records as done so far (0 while it cannot be read yet)."""
+    try:
+        return int((manifest(out)["status"] == "done").sum())
+    except (OSError, ValueError):
+        return 0
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs process groups")
+def test_resume_after_killed_run_loses_and_duplicates_nothing(corpus, tmp_path):
+    folder, out = ten_copies(corpus, tmp_path), tmp_path / "out"
+    proc = start_batch(folder, out, "--workers", "1")
+    wait_for(lambda: done_count(out) >= 2, what="two inputs in the manifest")
     assert proc.poll() is None, "the run ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)  # the batch process and its workers, like a lost job
     proc.wait(timeout=30)

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_batch import BATCH, analyze_rows, corpus_fixture, manifest, part  # noqa: F401
+from test_batch import (  # noqa: F401
+    analyze_rows,
+    corpus_fixture,
+    done_count,
+    manifest,
+    part,
+    start_batch,
+    ten_copies,
+    wait_for,
+)
 
 from emotion_estimator.batch import BatchOptions, run_batch
 from emotion_estimator.errors import InputError
@@ -44,15 +51,6 @@ def _ray_processes(title: str) -> list[int]:
     return pids
 
 
-def _wait_for(check, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out")
-
-
 def test_rows_equal_analyze_and_local_and_a_broken_input_is_recorded(cluster, corpus,
                                                                      tmp_path):
     out = tmp_path / "ray"
@@ -78,7 +76,7 @@ def test_worker_killed_mid_task_is_retried_by_ray(cluster, corpus, tmp_path):
     killed: list[int] = []
 
     def killer() -> None:
-        _wait_for(lambda: list((out / "rows").glob("source=b/.*.part")))
+        wait_for(lambda: list((out / "rows").glob("source=b/.*.part")), timeout=90)
         pids = _ray_processes("ray::_BatchActor.run")
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
@@ -97,23 +95,11 @@ def test_worker_killed_mid_task_is_retried_by_ray(cluster, corpus, tmp_path):
 
 
 def test_resume_after_the_driver_is_killed(cluster, corpus, tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i in range(10):
-        (folder / f"clip{i}.avi").write_bytes((corpus / "a.avi").read_bytes())
-    out = tmp_path / "out"
-    proc = subprocess.Popen([*BATCH, str(folder), "--out", str(out), "--engine", "ray",
-                             "--ray-address", cluster, "--workers", "1"],
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def some_done() -> bool:
-        try:
-            return (manifest(out)["status"] == "done").sum() >= 2
-        except (OSError, ValueError):
-            return False
-
+    folder, out = ten_copies(corpus, tmp_path), tmp_path / "out"
+    proc = start_batch(folder, out, "--engine", "ray", "--ray-address", cluster,
+                       "--workers", "1")
     try:
-        _wait_for(some_done, timeout=120)
+        wait_for(lambda: done_count(out) >= 2, timeout=120, what="two inputs done")
         assert proc.poll() is None, "the run ended before it could be killed"
         os.killpg(proc.pid, signal.SIGKILL)  # the driver dies; Ray ends its actors
     finally:
