@@ -190,14 +190,14 @@ def policy_cases(server: Server, idle: float) -> list[dict]:
 
 
 def cli_case(name: str, args: list[str], cwd: Path) -> dict:
-    """Exit status, wall time, stderr and peak RSS of a command (the largest ``VmHWM`` of
+    """Exit status, wall time, last output line and peak RSS of a command (the largest ``VmHWM`` of
     the process and its children, polled: ``ru_maxrss`` would count this process's pages
     that the child had before its exec)."""
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "emotion_estimator", *args], cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     err: list[str] = []
-    reader = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
+    reader = threading.Thread(target=lambda: err.append(proc.stdout.read()), daemon=True)
     reader.start()
     peak = 0.0
     while proc.poll() is None:
@@ -208,7 +208,7 @@ def cli_case(name: str, args: list[str], cwd: Path) -> dict:
     reader.join()
     ms = (time.perf_counter() - start) * 1000
     text = "".join(err)
-    lines = [line for line in text.splitlines() if line.strip() and "%|" not in line]
+    lines = [line for line in re.split(r"[\r\n]+", text) if line.strip() and "%|" not in line]
     return {"case": name, "status": proc.returncode, "ms": round(ms), "peak_rss_mb": round(peak),
             "tracebacks": text.count("Traceback"), "answer": (lines[-1] if lines else "")[-110:]}
 
