@@ -292,7 +292,7 @@ def main() -> None:
     table = markdown_table(["case", "status", "ms", "peak MB above idle", "answer"],
                            [[r["case"], r["status"], f"{r['ms']:.1f}",
                              f"{r['peak_above_idle_mb']:.1f}", r["answer"]] for r in rows])
-    cli_table = markdown_table(["command", "exit", "ms", "peak RSS MB", "tracebacks", "stderr"],
+    cli_table = markdown_table(["command", "exit", "ms", "peak RSS MB", "tracebacks", "last line"],
                                [[c["case"], c["status"], c["ms"], c["peak_rss_mb"],
                                  c["tracebacks"], c["answer"]] for c in cli])
     worst = max(rule.values())
