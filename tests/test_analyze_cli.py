@@ -66,6 +66,10 @@ def test_annotated_video_plot_and_table(media, landmarker_model, tiny_model, tmp
     assert code == 0, err
     df = pd.read_parquet(table)
     assert len(df) == 72 and (df["face_id"] == 0).all()
+    from emotion_estimator import EmotionEstimator
+
+    api = EmotionEstimator(tiny_model).analyze_video(media / "single_face.mp4")
+    pd.testing.assert_frame_equal(df, api)  # the CLI's file, read back, is the API's table
     assert list(df.columns[-3:]) == ["p_happy", "p_sad", "p_unknown"]
     assert "72 frames, 72 with a face" in err and "face 0:" in err
     annotated, original = cv2.VideoCapture(str(video)), cv2.VideoCapture(
