@@ -1,8 +1,11 @@
 """Peer processes for the ROS 2 tests and benchmark: a camera publisher and a REP-155 listener.
 
-``python tests/ros2_peers.py publish VIDEO --topic T --kind image|compressed|string``
-publishes the video's frames (real frames, 30 fps by default) with stamps; the ``--encoding``
-of raw frames is chosen (rgb8, bgr8, mono8, ...); ``--corrupt N`` sends N broken frames first.
+``python tests/ros2_peers.py publish VIDEO --topic T --kind image|compressed|png|string``
+publishes the video's frames (real frames, 30 fps by default) stamped with the wall clock, or
+with ``--lockstep`` stamped with the video's own timestamps, each once the node has answered
+the last (a busy machine then drops nothing, and the node's labels are those of the video);
+the ``--encoding`` of raw frames is chosen (rgb8, bgr8, mono8, ...); ``--corrupt N`` sends N
+broken frames first.
 ``python tests/ros2_peers.py listen --seconds S --out FILE.json`` records every message of the
 REP-155 face topics (found on the graph as they appear), ``/diagnostics`` and the change
 topic, with the receive time, and the per-face topics that existed over time, until SIGINT /
@@ -23,24 +26,31 @@ def publish(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
     import rclpy
+    from hri_msgs.msg import IdsList
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CompressedImage, Image
     from std_msgs.msg import Header, String
 
+    from emotion_estimator.video import VideoSource
+
     rclpy.init()
     node = rclpy.create_node("test_camera")
     qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
-    cls = {"image": Image, "compressed": CompressedImage, "string": String}[args.kind]
+    cls = {"image": Image, "compressed": CompressedImage, "png": CompressedImage,
+           "string": String}[args.kind]
     pub = node.create_publisher(cls, args.topic, qos)
-    cap = cv2.VideoCapture(args.video)
-    frames = []
-    while (item := cap.read())[0]:
-        frame = item[1]
-        if args.scale != 1.0:
-            frame = cv2.resize(frame, None, fx=args.scale, fy=args.scale,
-                               interpolation=cv2.INTER_AREA)
-        frames.append(frame)
-    cap.release()
+    seen: set[int] = set()  # --lockstep: the stamps the node has answered on tracked
+    node.create_subscription(IdsList, "/humans/faces/tracked", lambda m: seen.add(
+        m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec), 50)
+    frames, times = [], []
+    with VideoSource(args.video) as src:
+        for f in src:
+            if f.index % args.every:
+                continue
+            image = f.image if args.scale == 1.0 else cv2.resize(
+                f.image, None, fx=args.scale, fy=args.scale, interpolation=cv2.INTER_AREA)
+            frames.append(image)
+            times.append(f.timestamp_s)
     deadline = time.monotonic() + args.wait_s  # until the node has subscribed
     while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -52,35 +62,56 @@ def publish(args: argparse.Namespace) -> int:
         if args.kind == "image":
             msg = Image(height=2, width=2, encoding="32FC1", step=8, data=bytes(16))
         pub.publish(msg)
-        time.sleep(period)
-    if args.kind == "compressed":  # encoded once: the publisher's CPU is not the node's
-        encoded = [cv2.imencode(".jpg", f)[1].tobytes() for f in frames]
+        time.sleep(max(period, 0.1))
+    if args.kind in ("compressed", "png"):  # encoded once: the publisher's CPU is not the node's
+        ext = ".png" if args.kind == "png" else ".jpg"
+        encoded = [cv2.imencode(ext, f)[1].tobytes() for f in frames]
     elif args.kind == "image":
         encoded = [_encode_raw(f, args.encoding, cv2, np).tobytes() for f in frames]
     else:
         encoded = [b""] * len(frames)
-    for _ in range(args.repeat):
-        for bgr, data in zip(frames, encoded, strict=True):
-            stamp = node.get_clock().now().to_msg()
-            stamps.append(stamp.sec * 1_000_000_000 + stamp.nanosec)
+    base = node.get_clock().now().nanoseconds
+    for k in range(args.repeat):
+        for bgr, data, t in zip(frames, encoded, times, strict=True):
+            if args.lockstep:  # the video's own timing, each frame once the last is answered
+                ns = base + round((k * (times[-1] + period) + t) * 1e9)
+            else:
+                ns = node.get_clock().now().nanoseconds
+            stamp = _time(ns)
+            stamps.append(ns)
+            header = Header(stamp=stamp, frame_id="camera")
             if args.kind == "string":
                 pub.publish(String(data="not an image"))
-            elif args.kind == "compressed":
-                pub.publish(CompressedImage(format="jpeg", data=data,
-                                            header=Header(stamp=stamp, frame_id="camera")))
+            elif args.kind in ("compressed", "png"):
+                fmt = "png" if args.kind == "png" else "jpeg"
+                pub.publish(CompressedImage(format=fmt, data=data, header=header))
             else:
                 pub.publish(Image(height=bgr.shape[0], width=bgr.shape[1],
                                   encoding=args.encoding, step=len(data) // bgr.shape[0],
-                                  data=data, header=Header(stamp=stamp, frame_id="camera")))
+                                  data=data, header=header))
             sent += 1
+            if args.lockstep:
+                until = time.monotonic() + args.lockstep_timeout_s
+                while ns not in seen and time.monotonic() < until:
+                    rclpy.spin_once(node, timeout_sec=0.05)
+                continue
             delay = start + (sent + args.corrupt) * period - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-    time.sleep(args.linger_s)
-    print(json.dumps({"sent": sent, "seconds": time.monotonic() - start, "stamps": stamps}))
+    end = time.monotonic() + args.linger_s
+    while time.monotonic() < end:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    print(json.dumps({"sent": sent, "seconds": time.monotonic() - start, "stamps": stamps,
+                      "answered": sorted(seen & set(stamps))}))
     node.destroy_node()
     rclpy.shutdown()
     return 0
+
+
+def _time(ns: int):
+    from builtin_interfaces.msg import Time
+
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 def _encode_raw(bgr, encoding, cv2, np):
@@ -234,10 +265,16 @@ def main(argv: list[str] | None = None) -> int:
     pub = sub.add_parser("publish")
     pub.add_argument("video")
     pub.add_argument("--topic", default="/camera/image_raw")
-    pub.add_argument("--kind", choices=("image", "compressed", "string"), default="image")
+    pub.add_argument("--kind", choices=("image", "compressed", "png", "string"),
+                     default="image")
+    pub.add_argument("--lockstep", action="store_true",
+                     help="stamps from the video's own timestamps; each frame sent once the "
+                          "node has answered the last on /humans/faces/tracked")
+    pub.add_argument("--lockstep-timeout-s", type=float, default=15.0)
     pub.add_argument("--encoding", default="bgr8")
     pub.add_argument("--fps", type=float, default=30.0)
     pub.add_argument("--scale", type=float, default=1.0)
+    pub.add_argument("--every", type=int, default=1, help="send every Nth frame of the video")
     pub.add_argument("--repeat", type=int, default=1)
     pub.add_argument("--corrupt", type=int, default=0)
     pub.add_argument("--wait-s", type=float, default=20.0)

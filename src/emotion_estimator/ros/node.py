@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..estimator import EmotionEstimator
 from ..live import NewestFrame
 from .images import BadImage, to_bgr
@@ -90,6 +92,10 @@ class EmotionNode:
         self.error: BaseException | None = None
         self._wrong_types: tuple[str, ...] = ()
         self._pub_lock = threading.Lock()
+        # MediaPipe's import and graph start (seconds on a busy machine) happen here, before
+        # the node says it is up, not on the first camera frame: one blank frame at t = 0
+        # (stamps are made relative to the first image, so they start at 0 too)
+        self.estimator.process(np.zeros((64, 64, 3), np.uint8), 0.0)
         self._worker = threading.Thread(target=self._work, name="emotion-estimator", daemon=True)
         self._worker.start()
         if self.config.input_type != "auto":
