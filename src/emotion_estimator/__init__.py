@@ -1,4 +1,5 @@
-"""emotion-estimator: happy / sad / unknown from MediaPipe face blendshapes."""
+"""emotion-estimator: happy / sad / unknown per face, from MediaPipe Face Landmarker and a small
+ONNX classifier over the aligned face crop, landmarks and blendshapes."""
 
 from __future__ import annotations
 

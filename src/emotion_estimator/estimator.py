@@ -1,9 +1,11 @@
-"""``EmotionEstimator``: faces -> blendshapes -> classifier -> per-face temporal filter.
+"""``EmotionEstimator``: faces -> the model's inputs -> classifier -> per-face temporal filter.
 
 The per-frame loop lives here so every front end (the ``analyze`` command, the Python API, a
 robot's own loop) runs the same code: :meth:`EmotionEstimator.stream` opens a VIDEO-mode
 landmarker, and for each frame :class:`FrameAnalyzer` assigns persistent face ids, classifies
-all faces in one batch and filters each face's probabilities over time.
+all faces in one batch and filters each face's probabilities over time;
+:meth:`EmotionEstimator.process` takes one frame at a time from a robot's own camera loop,
+with the robot's timestamps.
 """
 
 from __future__ import annotations
