@@ -9,8 +9,10 @@
    copies of it tiled 2x2 into a 720p frame (4 faces); frames decoded and scaled beforehand,
    so decoding is in neither side. Per case, ``--rounds`` rounds in shuffled order of:
    *bare* (MediaPipe Tasks VIDEO loop: BGR->RGB + ``detect_for_video``, ``num_faces`` = the
-   faces), *product* (``EmotionEstimator(max_faces=...).stream`` with its overlap thread, each
-   result's rows written to a CSV file, as ``analyze`` does) and *low-power* (the same with
+   faces), *bare-c* (the same landmarker through ``FaceLandmarker``, which reads MediaPipe's C
+   result directly as the product does), *product* (``EmotionEstimator(max_faces=...)
+   .stream`` with its overlap thread, each result's rows written to a CSV file, as ``analyze``
+   does) and *low-power* (the same with
    ``low_power=True``: one thread, MediaPipe on frames shrunk to 640 px). The clock starts
    after the first frame's result on every side (model loading is not timed; the product's
    source waits for the clock before handing out frame 1, so its thread gets no head start).
@@ -50,7 +52,7 @@ from emotion_estimator.video import Frame, FrameSource  # noqa: E402
 CLIP = MEDIA / "single_face.mp4"
 CASES = [("360p", (640, 360), 1), ("720p", (1280, 720), 1), ("1080p", (1920, 1080), 1),
          ("720p, 4 faces", (1280, 720), 4)]
-SIDES = ("bare", "product", "low-power")
+SIDES = ("bare", "bare-c", "product", "low-power")
 
 
 def read_frames(path: Path) -> list[np.ndarray]:
@@ -113,6 +115,19 @@ def bare(frames: list[np.ndarray], faces: int) -> tuple[float, float]:
         return time.perf_counter() - t0, benchlib.cpu_seconds() - c0
 
 
+def bare_c(frames: list[np.ndarray], faces: int) -> tuple[float, float]:
+    """MediaPipe with its C result read directly (``FaceLandmarker``, ``mpresult.py``), as the
+    product reads it, and nothing else: seconds and CPU seconds of frames 1.."""
+    from emotion_estimator.blendshapes import FaceLandmarker
+
+    with FaceLandmarker(mode="video", max_faces=faces) as landmarker:
+        for i, bgr in enumerate(frames):
+            if i == 1:
+                t0, c0 = time.perf_counter(), benchlib.cpu_seconds()
+            landmarker.detect(bgr, i / 30)
+        return time.perf_counter() - t0, benchlib.cpu_seconds() - c0
+
+
 def product(estimator, frames: list[np.ndarray], out: Path) -> tuple[float, float]:
     """``estimator.stream`` + CSV rows: seconds and CPU seconds of frames 1.."""
     from emotion_estimator.outputs import open_writer
@@ -131,10 +146,10 @@ def product(estimator, frames: list[np.ndarray], out: Path) -> tuple[float, floa
     return time.perf_counter() - t0, benchlib.cpu_seconds() - c0
 
 
-def growth(model: str | None, rounds: int) -> list[dict]:
+def growth(model: str | None, rounds: int, limit: int | None = None) -> list[dict]:
     from emotion_estimator import EmotionEstimator
 
-    clip = read_frames(CLIP)
+    clip = read_frames(CLIP)[:limit]
     rng = np.random.default_rng(0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -145,6 +160,7 @@ def growth(model: str | None, rounds: int) -> list[dict]:
             low = EmotionEstimator(model, max_faces=faces, low_power=True)
             runs: dict[str, Callable[[], tuple[float, float]]] = {
                 "bare": lambda f=frames, n=faces: bare(f, n),
+                "bare-c": lambda f=frames, n=faces: bare_c(f, n),
                 "product": lambda f=frames, e=full: product(e, f, out),
                 "low-power": lambda f=frames, e=low: product(e, f, out)}
             for run in runs.values():  # warm-up: lazy imports, file cache, ORT's first run
@@ -163,15 +179,18 @@ def growth(model: str | None, rounds: int) -> list[dict]:
                    "fps_all": wall, "cpu_ms_all": cpu,
                    "wall_ratio": fps["product"] / fps["bare"],
                    "cpu_ratio": ms["product"] / ms["bare"],
+                   "cpu_ratio_c": ms["product"] / ms["bare-c"],
+                   "wall_ratio_c": fps["product"] / fps["bare-c"],
                    "wall_ratio_low_power": fps["low-power"] / fps["bare"],
                    "cpu_ratio_low_power": ms["low-power"] / ms["bare"],
                    "cpu_ratio_per_round": [round(p / b, 3) for p, b in
                                            zip(cpu["product"], cpu["bare"], strict=True)]}
             rows.append(row)
-            print(f"{name:14s} fps bare {fps['bare']:.1f} product {fps['product']:.1f} "
-                  f"low-power {fps['low-power']:.1f} | CPU ms/frame {ms['bare']:.2f} / "
-                  f"{ms['product']:.2f} / {ms['low-power']:.2f} | product/bare wall "
-                  f"{row['wall_ratio']:.3f} CPU {row['cpu_ratio']:.3f}", file=sys.stderr)
+            print(f"{name:14s} fps bare {fps['bare']:.1f} bare-c {fps['bare-c']:.1f} product "
+                  f"{fps['product']:.1f} low-power {fps['low-power']:.1f} | CPU ms/frame "
+                  f"{' / '.join(f'{ms[k]:.2f}' for k in SIDES)} | product/bare wall "
+                  f"{row['wall_ratio']:.3f} CPU {row['cpu_ratio']:.3f}; product/bare-c CPU "
+                  f"{row['cpu_ratio_c']:.3f}", file=sys.stderr)
     return rows
 
 
@@ -254,17 +273,22 @@ def write_report(report: dict, out: Path) -> None:
                  *(f"{r['fps'][k]:.1f}" for k in SIDES),
                  f"{r['wall_ratio']:.3f}", f"{r['wall_ratio_low_power']:.3f}",
                  *(f"{r['cpu_ms'][k]:.2f}" for k in SIDES),
-                 f"{r['cpu_ratio']:.3f}", f"{r['cpu_ratio_low_power']:.3f}"]
+                 f"{r['cpu_ratio']:.3f}", f"{r['cpu_ratio_c']:.3f}",
+                 f"{r['cpu_ratio_low_power']:.3f}"]
                 for r in report["growth"]]
         text += ["\n## Product vs bare MediaPipe, frames decoded beforehand\n\n",
-                 markdown_table(["case", "size", "faces", "fps bare", "fps product",
-                                 "fps low-power", "wall product/bare", "wall low-power/bare",
-                                 "CPU ms bare", "CPU ms product", "CPU ms low-power",
-                                 "CPU product/bare", "CPU low-power/bare"], rows,
-                                align="llrrrrrrrrrrr"),
+                 markdown_table(["case", "size", "faces", "fps bare", "fps bare-c",
+                                 "fps product", "fps low-power", "wall product/bare",
+                                 "wall low-power/bare", "CPU ms bare", "CPU ms bare-c",
+                                 "CPU ms product", "CPU ms low-power", "CPU product/bare",
+                                 "CPU product/bare-c", "CPU low-power/bare"], rows,
+                                align="llrrrrrrrrrrrrrr"),
                  f"\nMedians of {report['growth'][0]['rounds']} rounds in shuffled order; "
                  "wall ratio = product fps / bare fps (>= 1 is as fast as MediaPipe alone), "
-                 "CPU ratio = product CPU ms per frame / bare (user + system, all threads). "
+                 "CPU ratio = product CPU ms per frame / bare (user + system, all threads); "
+                 "bare-c = MediaPipe with its C result read directly as the product reads it "
+                 "(no Python object per landmark), so product/bare-c is what the classifier, "
+                 "filter, overlap and writer add. "
                  "Per-round CPU ratios: " + "; ".join(
                      f"{r['case']}: {r['cpu_ratio_per_round']}" for r in report["growth"])
                  + "\n"]
@@ -289,13 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="rounds per case (default 5)")
     p.add_argument("--parts", default="growth,profile", help="growth, profile or both")
     p.add_argument("--cores", help="pin this process to these CPUs first, e.g. 0 or 0,1")
+    p.add_argument("--frames", type=int, help="growth: the clip's first N frames (a quick check)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = p.parse_args(argv)
     parts = set(args.parts.split(","))
     if not parts or parts - {"growth", "profile"}:
         benchlib.fail(f"--parts: growth and/or profile, not {args.parts}")
-    if args.rounds < 1:
-        benchlib.fail("--rounds must be at least 1")
+    if args.rounds < 1 or (args.frames is not None and args.frames < 3):
+        benchlib.fail("--rounds must be at least 1, --frames at least 3")
     if not CLIP.is_file():
         benchlib.fail(f"file not found: {CLIP}")
     if args.cores:
@@ -316,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         print("profile, CPU ms/frame: " + ", ".join(
             f"{k} {v:.3f}" for k, v in prof["ms_per_frame"].items()), file=sys.stderr)
     if "growth" in parts:
-        report["growth"] = growth(args.model, args.rounds)
+        report["growth"] = growth(args.model, args.rounds, args.frames)
     suffix = "" if not args.cores else f".cores-{args.cores.replace(',', '-')}"
     out = args.out if not suffix else args.out / f"growth{suffix}"
     write_report(report, out)
