@@ -18,11 +18,13 @@
    source waits for the clock before handing out frame 1, so its thread gets no head start).
    Reported: frames per second and CPU ms per frame (user + system, all threads of the
    process), medians of the rounds, and product / bare ratios of both.
-2. Profile (``profile``): one thread, ``single_face.mp4`` decoded from the file, the default
-   model: CPU ms per frame of each stage of the per-frame step -- decode (OpenCV), landmarker
-   (MediaPipe incl. its own threads and the result conversion), features (``features.build``),
+2. Profile (``profile``): one thread (ONNX Runtime and OpenCV), the default model, one face
+   (``single_face.mp4`` decoded from the file) and four (its 720p 2x2 tiles, from memory):
+   CPU ms per frame of each stage of the per-frame step -- decode (OpenCV), landmarker
+   (MediaPipe incl. its own threads and reading its result), features (``features.build``),
    graph (the ONNX Runtime session run), filter (tracking, operating point, temporal filters,
-   result objects: the rest of ``FrameAnalyzer``), writer (rows + CSV).
+   result objects: the rest of ``FrameAnalyzer``), writer (rows + CSV); and the classifier
+   step (features + graph) per face.
 
 Every report names the CPU model, the cores this process may use and the load average.
 """
@@ -194,16 +196,19 @@ def growth(model: str | None, rounds: int, limit: int | None = None) -> list[dic
     return rows
 
 
-def profile(model: str | None, repeats: int = 3) -> dict:
-    """CPU ms per frame of each stage, one thread, ``single_face.mp4`` from the file."""
+def profile(model: str | None, faces: int = 1, repeats: int = 3) -> dict:
+    """CPU ms per frame of each stage, one thread (ONNX Runtime and OpenCV): one face from
+    ``single_face.mp4`` decoded from the file, or four faces in its 720p 2x2 tiles from
+    memory (no decode)."""
     import emotion_estimator.features as features
     from emotion_estimator import EmotionEstimator
     from emotion_estimator.outputs import open_writer
 
-    est = EmotionEstimator(model, low_power=False)
+    tiles = case_frames(read_frames(CLIP), (1280, 720), 4) if faces == 4 else None
+    est = EmotionEstimator(model, max_faces=faces)
     clf = est.classifier
     spent = dict.fromkeys(("decode", "landmarker", "features", "graph", "filter", "writer"), 0.0)
-    build, session = features.build, clf._session
+    build, session, cv_threads = features.build, clf._session, cv2.getNumThreads()
 
     def timed_build(*args, **kwargs):
         t = time.thread_time()
@@ -223,46 +228,56 @@ def profile(model: str | None, repeats: int = 3) -> dict:
         def __getattr__(self, name):
             return getattr(session, name)
 
+    def images() -> Iterator[np.ndarray]:
+        if tiles is not None:
+            yield from tiles
+            return
+        cap = cv2.VideoCapture(str(CLIP))
+        while True:
+            c = benchlib.cpu_seconds()
+            ok, image = cap.read()
+            spent["decode"] += benchlib.cpu_seconds() - c
+            if not ok:
+                break
+            yield image
+        cap.release()
+
     features.build, clf._session = timed_build, TimedSession()
-    frames = 0
+    cv2.setNumThreads(1)
+    frames = seen = 0
     try:
         with tempfile.TemporaryDirectory() as tmp, est.landmarker("video") as landmarker:
             writer = open_writer(str(Path(tmp) / "rows.csv"), "csv", est.columns())
             for rep in range(repeats + 1):  # the first pass warms up and is not counted
                 if rep == 1:
                     spent = dict.fromkeys(spent, 0.0)
-                    frames = 0
+                    frames = seen = 0
                 analyze = est.analyzer()
-                cap = cv2.VideoCapture(str(CLIP))
-                index = 0
-                while True:
-                    c = benchlib.cpu_seconds()
-                    ok, image = cap.read()
-                    spent["decode"] += benchlib.cpu_seconds() - c
-                    if not ok:
-                        break
+                for index, image in enumerate(images()):
                     ts = rep * 100 + index / 30
                     c = benchlib.cpu_seconds()
-                    faces = landmarker.detect(image, ts)
+                    found = landmarker.detect(image, ts)
                     spent["landmarker"] += benchlib.cpu_seconds() - c
                     before = spent["features"] + spent["graph"]
                     t = time.thread_time()
-                    result = analyze(Frame(index, ts, image), faces)
+                    result = analyze(Frame(index, ts, image), found)
                     spent["filter"] += time.thread_time() - t - (
                         spent["features"] + spent["graph"] - before)
                     t = time.thread_time()
                     for row in result.rows():
                         writer.write(row)
                     spent["writer"] += time.thread_time() - t
-                    index += 1
                     frames += 1
-                cap.release()
+                    seen += len(found)
             writer.close()
     finally:
         features.build, clf._session = build, session
+        cv2.setNumThreads(cv_threads)
     ms = {k: 1000 * v / frames for k, v in spent.items()}
-    return {"clip": CLIP.name, "frames": frames, "ms_per_frame": ms,
-            "total_ms": sum(ms.values())}
+    return {"input": CLIP.name if tiles is None else f"{CLIP.name}, 720p 2x2 tiles",
+            "faces": faces, "frames": frames, "faces_seen": seen, "ms_per_frame": ms,
+            "total_ms": sum(ms.values()),
+            "step_ms_per_face": (ms["features"] + ms["graph"]) * frames / max(seen, 1)}
 
 
 def write_report(report: dict, out: Path) -> None:
@@ -293,15 +308,22 @@ def write_report(report: dict, out: Path) -> None:
                      f"{r['case']}: {r['cpu_ratio_per_round']}" for r in report["growth"])
                  + "\n"]
     if "profile" in report:
-        p = report["profile"]
-        ms = p["ms_per_frame"]
-        text += [f"\n## Per-frame CPU by stage, one thread ({p['clip']}, {p['frames']} "
-                 "frames)\n\n",
-                 markdown_table(["stage", "CPU ms / frame", "share"],
-                                [[k, f"{v:.3f}", f"{v / p['total_ms']:.1%}"]
-                                 for k, v in ms.items()] + [["total", f"{p['total_ms']:.3f}",
-                                                             "100%"]], align="lrr"),
-                 "\n"]
+        profiles = report["profile"]
+        stages = list(profiles[0]["ms_per_frame"])
+        rows = [[k, *(f"{p['ms_per_frame'][k]:.3f} ({p['ms_per_frame'][k] / p['total_ms']:.1%})"
+                      for p in profiles)] for k in stages]
+        rows.append(["total", *(f"{p['total_ms']:.3f}" for p in profiles)])
+        rows.append(["classifier step per face (features + graph)",
+                     *(f"{p['step_ms_per_face']:.3f}" for p in profiles)])
+        text += ["\n## Per-frame CPU by stage, one thread (CPU ms per frame, share)\n\n",
+                 markdown_table(["stage", *(f"{p['faces']} face(s): {p['input']}, "
+                                            f"{p['frames']} frames" for p in profiles)],
+                                rows, align="l" + "r" * len(profiles)),
+                 "\nOne thread: ONNX Runtime with one intra-op thread, OpenCV limited to one; "
+                 "landmarker = MediaPipe's CPU in all its threads, result read from its C "
+                 "structs; filter = the rest of the per-frame step (tracking, operating point, "
+                 "temporal filters, result objects); writer = rows + CSV. The tiles come from "
+                 "memory, so they have no decode.\n"]
     benchlib.write_atomic(out / "growth.md", "".join(text))
     benchlib.write_json(out / "growth.json", report)
 
@@ -337,9 +359,11 @@ def main(argv: list[str] | None = None) -> int:
                     "model": args.model or "default"}
     print(report["machine"], file=sys.stderr)
     if "profile" in parts:
-        report["profile"] = prof = profile(args.model)
-        print("profile, CPU ms/frame: " + ", ".join(
-            f"{k} {v:.3f}" for k, v in prof["ms_per_frame"].items()), file=sys.stderr)
+        report["profile"] = [profile(args.model, faces) for faces in (1, 4)]
+        for prof in report["profile"]:
+            print(f"profile, {prof['faces']} face(s), CPU ms/frame: " + ", ".join(
+                f"{k} {v:.3f}" for k, v in prof["ms_per_frame"].items())
+                + f"; step per face {prof['step_ms_per_face']:.3f}", file=sys.stderr)
     if "growth" in parts:
         report["growth"] = growth(args.model, args.rounds, args.frames)
     suffix = "" if not args.cores else f".cores-{args.cores.replace(',', '-')}"
