@@ -245,10 +245,11 @@ def faces_of(images: ImageSet, ids: np.ndarray, rerun: bool) -> dict[int, object
     path = RUNS / f"faces-{FACES_VERSION}_{images.key}_mp{mediapipe.__version__}.npz"
     have: dict[int, Face | None] = {}
     if path.is_file() and not (rerun and path not in FACES_DONE):
-        with np.load(path) as z:
-            for k, i in enumerate(z["image_id"].tolist()):
-                have[i] = (Face(z["scores"][k], tuple(z["box"][k].tolist()), z["landmarks"][k])
-                           if z["found"][k] else None)
+        with np.load(path) as z:  # each z[name] decompresses the whole array: once each
+            got = {name: z[name] for name in z.files}
+        for k, i in enumerate(got["image_id"].tolist()):
+            have[i] = (Face(got["scores"][k], tuple(got["box"][k].tolist()),
+                            got["landmarks"][k]) if got["found"][k] else None)
     missing = [int(i) for i in ids if int(i) not in have]
     PREDICTIONS["faces_computed"] = PREDICTIONS.get("faces_computed", 0) + len(missing)
     if missing:
