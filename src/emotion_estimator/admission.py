@@ -41,10 +41,13 @@ Reader = Callable[[int, int], bytes]  # (offset, size) -> at most size bytes
 
 
 class ImageRejected(InputError):
-    """An image refused before decoding; ``status`` is 400 (not usable) or 413 (too large)."""
+    """An image refused before decoding; ``status`` is 400 (not usable) or 413 (too large).
+
+    The message reads ``REASON: WHAT`` (the project's order: ``no such file: PATH``);
+    ``reason`` alone is what the server answers."""
 
     def __init__(self, what: str, reason: str, status: int = 400) -> None:
-        super().__init__(f"{what}: {reason}")
+        super().__init__(f"{reason}: {what}")
         self.reason, self.status = reason, status
 
 
