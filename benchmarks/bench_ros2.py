@@ -103,15 +103,16 @@ class Session:
         return -1.0
 
     def publish(self, *args: str, sample_rss: bool = False) -> tuple[dict, list]:
+        out = open(self.tmp / "publisher.out", "w+")  # noqa: SIM115 - not a pipe: it can fill
         proc = subprocess.Popen([sys.executable, PEERS, "publish", str(VIDEO), "--kind",
-                                 "compressed", *args], env=self.env, stdout=subprocess.PIPE,
-                                text=True)
+                                 "compressed", *args], env=self.env, stdout=out, text=True)
         rss, start = [], time.monotonic()
         while proc.poll() is None:
             if sample_rss:
                 rss.append((round(time.monotonic() - start, 1), round(self.rss_mb(), 1)))
             time.sleep(10 if sample_rss else 0.2)
-        return json.loads(proc.stdout.read().strip().splitlines()[-1]), rss
+        out.seek(0)
+        return json.loads(out.read().strip().splitlines()[-1]), rss
 
     def finish(self) -> dict:
         time.sleep(1.5)
@@ -254,6 +255,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if "step" in parts:
             data["step"] = step_times()
+            print(json.dumps({"step": data["step"]}), flush=True)
         for name, fn in (("latency", lambda d: latency(d, args.seconds)),
                          ("throughput", lambda d: throughput(d, args.flood_fps, args.seconds)),
                          ("soak", lambda d: soak(d, args.minutes))):
