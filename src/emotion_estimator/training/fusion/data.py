@@ -41,6 +41,7 @@ class FusionSplit:
     target: np.ndarray
     image_id: np.ndarray
     fine: np.ndarray | None = None  # index into FINE_CLASSES per row, -1 where none
+    source: np.ndarray | None = None  # which merged dataset each row came from (0, 1, ...)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -147,6 +148,8 @@ def merge_splits(parts: list[FusionSplit], repeats: list[int] | None = None) -> 
     ``repeats[i]`` times (oversampling a small source); inputs must agree in shape."""
     repeats = repeats or [1] * len(parts)
     given = parts
+    origin = [i for i, (p, r) in enumerate(zip(parts, repeats, strict=True))
+              for _ in range(r) if len(p)]
     parts = [p for p, r in zip(parts, repeats, strict=True) for _ in range(r) if len(p)]
     if len(parts) <= 1:
         return parts[0] if parts else given[0]
@@ -160,7 +163,9 @@ def merge_splits(parts: list[FusionSplit], repeats: list[int] | None = None) -> 
     return FusionSplit({k: np.concatenate([p.inputs[k] for p in parts]) for k in names},
                        np.concatenate([p.y for p in parts]),
                        np.concatenate([p.target for p in parts]),
-                       np.concatenate([p.image_id for p in parts]), fine)
+                       np.concatenate([p.image_id for p in parts]), fine,
+                       np.concatenate([np.full(len(p), i) for p, i in zip(parts, origin,
+                                                                            strict=True)]))
 
 
 def _stack(column: pd.Series, dtype: type, shape: tuple[int, ...]) -> np.ndarray:

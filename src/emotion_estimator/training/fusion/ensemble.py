@@ -72,7 +72,7 @@ def combine_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
         exprs.append(e)
         member_reports.append(report(val.y, softmax(np.log(p) + ckpt["offsets"]), classes))
     logp = np.log(np.clip(np.mean(probs, axis=0), 1e-7, None))
-    points = fit_points(logp, val.y, classes, cap)
+    points = fit_points(logp, val.y, classes, cap, groups=val.source)
     val_report = report(val.y, softmax(logp + points["balanced"]), classes)
     metrics: dict[str, Any] = {"val": val_report, "members_val": member_reports,
                                "runs": [str(r) for r in runs],

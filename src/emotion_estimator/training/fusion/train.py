@@ -299,7 +299,8 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
                       "val_expressions": {"accuracy": acc7, "macro_f1": f17,
                                           "rows": int(known.sum())}}
         log(f"expressions (7): val accuracy {acc7:.4f}, macro F1 {f17:.4f}")
-    points = fit_points(logits / temperature, val.y, config.classes, config.max_sad_as_happy)
+    points = fit_points(logits / temperature, val.y, config.classes, config.max_sad_as_happy,
+                        groups=val.source)
     offsets = points["balanced"]
     val_report = report(val.y, softmax(logits / temperature + offsets), config.classes)
     seconds = before + time.perf_counter() - started
