@@ -123,10 +123,12 @@ def _check_consistent(record: dict, stamps: set[int]) -> None:
 
 
 def _reference_labels(video: Path, scale: float, every: int) -> dict[int, str]:
-    """In-process labels of the same frames (scaled as published) by their time in us."""
+    """In-process expression names (the REP-155 mapping) of the same frames, scaled as
+    published, by their time in us."""
     import cv2
 
     from emotion_estimator.estimator import EmotionEstimator
+    from emotion_estimator.ros.rep155 import expression_of
     from emotion_estimator.video import VideoSource
 
     est, out = EmotionEstimator(), {}
@@ -137,7 +139,7 @@ def _reference_labels(video: Path, scale: float, every: int) -> dict[int, str]:
             image = cv2.resize(f.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
             for face in est.process(image, f.timestamp_s).faces:
                 if face.decided:
-                    out[round(f.timestamp_s * 1e6)] = face.label
+                    out[round(f.timestamp_s * 1e6)] = expression_of(face).expression
     est.reset()
     return out
 

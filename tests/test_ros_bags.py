@@ -82,6 +82,7 @@ def test_ros_bag_output_has_rep155_messages_at_the_source_stamps(bags, tmp_path)
     from rosbags.highlevel import AnyReader
 
     from emotion_estimator.ros.bagwriter import typestore
+    from emotion_estimator.ros.rep155 import HRI_NAMES
 
     table, out = tmp_path / "rows.csv", tmp_path / "faces"
     assert cli(["analyze", str(bags["sqlite3"]), "-o", str(table), "--ros-bag", str(out),
@@ -89,7 +90,11 @@ def test_ros_bag_output_has_rep155_messages_at_the_source_stamps(bags, tmp_path)
     def us(ns: int) -> int:  # the table's timestamps have 6 decimals
         return round((ns - BASE) / 1000)
 
-    decided = {(round(float(r["timestamp_s"]) * 1e6), r["label"]) for r in rows(table)
+    def name(row: dict[str, str]) -> str:  # the expression view where the model has it
+        return HRI_NAMES.get(row["expression"], row["expression"]) if row.get("expression") \
+            else row["label"]
+
+    decided = {(round(float(r["timestamp_s"]) * 1e6), name(r)) for r in rows(table)
                if r["decided"] == "True"}
     source_stamps = {round(float(r["timestamp_s"]) * 1e6) for r in rows(table)}
     msgs: dict[str, list] = {}
@@ -102,7 +107,7 @@ def test_ros_bag_output_has_rep155_messages_at_the_source_stamps(bags, tmp_path)
                          "/emotion_estimator/expression_changes"}
     expressions = {(us(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec), m.expression)
                    for _, m in msgs["/humans/faces/face_0/expression"]}
-    assert expressions == decided  # one per decided row, its label, its frame's stamp
+    assert expressions == decided  # one per decided row, its name, its frame's stamp
     tracked = msgs["/humans/faces/tracked"]
     assert all(us(t) in source_stamps and m.header.frame_id in ("camera", "")
                for t, m in tracked)
