@@ -48,6 +48,8 @@ def test_timeline_strip_marks_the_undecided_start():
     runs = label_runs(rows, step=0.1)
     assert [r[2] for r in runs] == [None, "happy", "sad", "sad"]  # a gap splits a run
     assert runs[0][:2] == pytest.approx((-0.05, 0.15)) and runs[1][0] == pytest.approx(0.15)
+    older = rows.astype({"decided": "boolean"}).assign(decided=pd.NA)  # a table without it
+    assert [r[2] for r in label_runs(older, step=0.1)][0] == "unknown"
 
 
 def test_still_gets_an_annotated_image_a_bar_chart_and_a_warning(

@@ -67,7 +67,8 @@ def label_runs(rows: pd.DataFrame, step: float) -> list[tuple[float, float, str 
     """One face's rows (sorted by time) as ``(start, end, label)`` runs of the label it
     showed, ``None`` while undecided; a run ends half a frame after its last row."""
     runs: list[tuple[float, float, str | None]] = []
-    decided = rows["decided"] if "decided" in rows else [True] * len(rows)
+    decided = (rows["decided"].fillna(True) if "decided" in rows  # NA: a table without it
+               else [True] * len(rows))
     for t, label, ok in zip(rows["timestamp_s"], rows["label"], decided, strict=True):
         shown = str(label) if bool(ok) and not _isna(label) else None
         if runs and runs[-1][2] == shown and t - runs[-1][1] <= step:
@@ -138,7 +139,8 @@ def plot_still(table: pd.DataFrame, classes: Sequence[str], path: str | os.PathL
     ticks = []
     for _, row in faces.iterrows():
         label = row.get("label")
-        shown = (f"{label} {row[f'p_{label}']:.0%}" if bool(row.get("decided", True))
+        decided = row.get("decided", True)
+        shown = (f"{label} {row[f'p_{label}']:.0%}" if (_isna(decided) or bool(decided))
                  and f"p_{label}" in row else "undecided")
         ticks.append(f"face {int(row['face_id'])}\n{shown}")
     ax.set_xticks(range(len(faces)), ticks)
