@@ -456,8 +456,9 @@ def test_build_gives_what_the_fusion_graph_declares(real) -> None:
     assert batch["landmarks"].shape == (2, N_LANDMARKS, 3)
     assert batch["blendshapes"].shape == (2, len(BLENDSHAPE_NAMES))
     np.testing.assert_array_equal(batch["face"][0], face_crop(real["image"], face))
-    (probs,) = session.run(None, batch)
+    probs, expressions = session.run(None, batch)  # the 3 classes and the 7 expressions
     assert probs.shape == (2, len(meta["classes"])) and np.isfinite(probs).all()
+    assert expressions.shape == (2, len(meta["expressions"]))
     np.testing.assert_allclose(probs[0], probs[1])
     # the no-face batch keeps the declared shapes
     empty = build(specs, [], real["image"])
