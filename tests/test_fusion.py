@@ -693,3 +693,22 @@ def test_cli_seeds_need_two_different_integers(tmp_path, capsys) -> None:
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and "--seeds" in err[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_operating_point_counts_each_dataset_alike() -> None:
+    """A small second dataset whose sad faces lean 'unknown' is outvoted when pooled; with
+    the datasets counted alike the sad-recall floor holds on it too."""
+    rng = np.random.default_rng(3)
+    y = np.concatenate([np.repeat([0, 1, 2], 300), np.repeat([0, 1, 2], 20)])
+    groups = np.concatenate([np.zeros(900, int), np.ones(60, int)])
+    logits = rng.normal(0, 0.3, (960, 3))
+    logits[np.arange(960), y] += 1.5
+    small_sad = np.flatnonzero((groups == 1) & (y == 1))
+    logits[small_sad, 2] = logits[small_sad, 1] + 1.2  # they read unknown by a margin
+    def recall(off: np.ndarray) -> float:
+        return float(((logits + off).argmax(1)[small_sad] == 1).mean())
+
+    pooled = fit_operating_point(logits, y, CLASSES, 0.02, min_sad_recall=0.6)
+    alike = fit_operating_point(logits, y, CLASSES, 0.02, min_sad_recall=0.6, groups=groups)
+    assert recall(pooled) < 0.6 <= recall(alike)
+    assert sad_called_happy(logits, y, alike) <= 0.02

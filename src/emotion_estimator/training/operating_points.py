@@ -47,11 +47,11 @@ def fit_operating_point(logits: np.ndarray, y: np.ndarray, classes: tuple[str, .
             rate = float((pred[is_sad] == happy).mean()) if is_sad.any() else 0.0
             recalls = [float((pred[m & is_sad] == sad).mean()) for m in members
                        if (m & is_sad).any()]
-            scores = [sum(accuracy_and_macro_f1(y[m], pred[m], k)) for m in members]
-            acc, f1 = 0.0, float(np.mean(scores))
+            score = float(np.mean([sum(accuracy_and_macro_f1(y[m], pred[m], k))
+                                   for m in members]))  # acc + F1, datasets alike
             short = min(min(recalls, default=1.0) - min_sad_recall, 0.0)
             key = (float(rate <= max_sad_as_happy), -rate if rate > max_sad_as_happy else 0.0,
-                   short, acc + f1 - 1e-4 * float(np.abs(off).sum()))
+                   short, score - 1e-4 * float(np.abs(off).sum()))
             if key > best_key:
                 best, best_key = off, key
     return best
