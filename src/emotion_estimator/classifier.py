@@ -92,7 +92,6 @@ def _read_metadata(path: Path) -> dict[str, Any]:
         raise InputError(f"model metadata {path} lacks 'classes'")
     if not isinstance(meta["classes"], list) or len(meta["classes"]) < 2:
         raise InputError(f"model metadata {path}: needs at least two classes")
-    _operating_points(meta, path)  # checked now: a bad point is refused at load
     if meta.get("expressions") is not None:
         meta["expressions"] = list(expr.validate(meta["expressions"], f"model metadata {path}"))
     if "inputs" in meta:
@@ -191,6 +190,7 @@ class EmotionClassifier:
         self.path = path
         self.classes: tuple[str, ...] = tuple(metadata["classes"])
         self.expressions: tuple[str, ...] = tuple(metadata.get("expressions") or ())
+        # checked here, once: load() builds the classifier, so a bad point is refused at load
         self.operating_points: dict[str, dict[str, float]] = _operating_points(metadata, path)
         self._outputs = [o.name for o in session.get_outputs()[:2 if self.expressions else 1]]
         graph = {i.name: i for i in session.get_inputs()}

@@ -11,6 +11,7 @@ mean of those places.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -46,6 +47,15 @@ def validate(names: object, where: str) -> tuple[str, ...]:
 def valence_arousal(probabilities: np.ndarray,
                     names: Sequence[str] = EXPRESSIONS) -> np.ndarray:
     """``(n, 7)`` expression probabilities -> ``(n, 2)`` estimated (valence, arousal)."""
-    places = np.array([CIRCUMPLEX[n] for n in names], np.float64)
+    places = _places(tuple(names))
     p = np.asarray(probabilities, np.float64)
     return p @ places / np.maximum(p.sum(axis=-1, keepdims=True), 1e-12)
+
+
+@lru_cache(maxsize=8)
+def _places(names: tuple[str, ...]) -> np.ndarray:
+    """The circumplex places of ``names`` as a ``(7, 2)`` array (built once per order: the
+    per-frame step asks for it for every face)."""
+    places = np.array([CIRCUMPLEX[n] for n in names], np.float64)
+    places.flags.writeable = False
+    return places
