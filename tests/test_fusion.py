@@ -712,3 +712,52 @@ def test_operating_point_counts_each_dataset_alike() -> None:
     alike = fit_operating_point(logits, y, CLASSES, 0.02, min_sad_recall=0.6, groups=groups)
     assert recall(pooled) < 0.6 <= recall(alike)
     assert sad_called_happy(logits, y, alike) <= 0.02
+
+
+def test_source_and_blend_labels_fold_the_source_not_the_majority(tmp_path) -> None:
+    """A dataset labelled by FER+ majority still trains on FER2013's own labels on request:
+    ``source`` = one-hot of the folded source label, ``blend`` = its mean with the vote shares."""
+    from emotion_estimator.training.ferplus import DATASET_COLUMNS, PREFIX
+    from emotion_estimator.training.fusion.data import load_splits
+
+    source = ["sad", "happy", "angry", "neutral"]
+    folder = write_dataset(tmp_path / "fer", ("pad",), source, ["train"] * 4)
+    frame = pd.read_parquet(folder / "dataset.parquet")
+    frame["label"] = ["happy", "happy", "sad", "unknown"]  # the majority disagrees on two
+    for column in DATASET_COLUMNS:
+        frame[column] = 0
+    frame[PREFIX + "happiness"] = [10, 10, 0, 0]
+    frame[PREFIX + "sadness"] = [0, 0, 10, 0]
+    frame[PREFIX + "neutral"] = [0, 0, 0, 10]
+    frame.to_parquet(folder / "dataset.parquet")
+    inputs = ("blendshapes",)
+
+    fer = load_splits(folder, inputs, labels="fer")["train"]
+    assert fer.y.tolist() == [0, 0, 1, 2]
+    own = load_splits(folder, inputs, labels="source")["train"]
+    assert own.y.tolist() == [1, 0, 2, 2]
+    assert own.target.tolist() == np.eye(3)[[1, 0, 2, 2]].tolist()
+    blend = load_splits(folder, inputs, labels="blend")["train"]
+    assert blend.y.tolist() == [1, 0, 2, 2]
+    assert np.allclose(blend.target, [[.5, .5, 0], [1, 0, 0], [0, .5, .5], [0, 0, 1]])
+    with pytest.raises(ValueError, match="labels"):
+        load_splits(folder, inputs, labels="majority")
+
+
+def test_init_starts_from_a_trained_run_and_refuses_another_shape(run, tmp_path) -> None:
+    folder, ckpt, splits = run
+    tuned = train_fusion(config(epochs=1, lr=1e-6, ema=0, init=str(folder)), tmp_path / "t",
+                         splits=splits, log=quiet)
+    for name, weights in ckpt["state_dict"].items():  # a tiny rate barely moves them
+        if weights.dtype.is_floating_point and "running" not in name:
+            assert torch.allclose(tuned["state_dict"][name], weights, atol=1e-3), name
+    cold = train_fusion(config(epochs=1, lr=1e-6, ema=0), tmp_path / "c", splits=splits,
+                        log=quiet)
+    head = "head.4.weight"
+    assert not torch.allclose(cold["state_dict"][head], ckpt["state_dict"][head], atol=1e-3)
+    with pytest.raises(InputError, match="width"):
+        train_fusion(config(epochs=1, width=16, init=str(folder)), tmp_path / "w",
+                     splits=splits, log=quiet)
+    with pytest.raises(InputError, match="no trained run"):
+        train_fusion(config(epochs=1, init=str(tmp_path / "absent")), tmp_path / "a",
+                     splits=splits, log=quiet)

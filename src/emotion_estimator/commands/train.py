@@ -103,10 +103,12 @@ def add_fusion_arguments(p: argparse.ArgumentParser) -> None:
     f = p.add_argument_group("fusion model (--kind fusion)")
     f.add_argument("--inputs", default="face,landmarks,blendshapes",
                    help="comma list of face, landmarks, blendshapes (default: all three)")
-    f.add_argument("--labels", choices=["fer", "ferplus"], default="fer",
-                   help="targets: the dataset's labels, or FER+ vote shares (soft): from the "
-                        "dataset's ferplus_* columns (prepare --labels ferplus), else from "
-                        "--ferplus")
+    f.add_argument("--labels", choices=["fer", "ferplus", "source", "blend"], default="fer",
+                   help="targets: the dataset's labels (fer); FER+ vote shares (ferplus, soft: "
+                        "from the dataset's ferplus_* columns, else from --ferplus); the "
+                        "source's own labels folded by the dataset's class map (source: "
+                        "FER2013's even in a dataset labelled by FER+ majority); half source "
+                        "one-hot, half FER+ shares (blend)")
     f.add_argument("--ferplus", metavar="CSV",
                    help="FER+ fer2013new.csv (same row order), for a dataset without ferplus_* "
                         "vote columns")
@@ -141,6 +143,10 @@ def add_fusion_arguments(p: argparse.ArgumentParser) -> None:
                         "kept, an interrupted one resumed; runs may also be trained apart, in "
                         "parallel, with --seed S --out OUT/seed-S), then average them into one "
                         "graph (OUT/ensemble.pt) with operating points fitted on val")
+    f.add_argument("--init", metavar="RUN",
+                   help="start from a trained run's weights (its folder or fusion.pt; same "
+                        "inputs and width): fine-tune it with these labels and weights; with "
+                        "--seeds, each seed starts from RUN/seed-S where that exists")
     f.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
 
 
@@ -191,7 +197,7 @@ def fusion_config_from_args(args: argparse.Namespace):
         max_sad_as_happy=args.max_sad_as_happy, seed=args.seed, threads=args.threads,
         fine_weight=args.fine_weight, cost_weight=args.cost_weight,
         hard_weight=args.hard_weight, ema=args.ema, extra=tuple(str(e) for e in args.extra),
-        extra_repeat=args.extra_repeat,
+        extra_repeat=args.extra_repeat, init=str(args.init or ""),
         device=args.device, command=_command())
 
 
@@ -239,7 +245,9 @@ def _run_fusion(args: argparse.Namespace) -> int:
         runs = [out / f"seed-{s}" for s in seeds]
         for seed, run in zip(seeds, runs, strict=True):
             if not (run / CHECKPOINT).is_file():
-                train_fusion(replace(config, seed=seed), run, resume=True)
+                init = config.init and Path(config.init) / f"seed-{seed}"
+                init = str(init) if init and init.is_dir() else config.init
+                train_fusion(replace(config, seed=seed, init=init), run, resume=True)
         combine_runs(runs, out)
         checkpoint = out / ENSEMBLE
     else:

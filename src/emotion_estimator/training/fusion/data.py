@@ -22,7 +22,8 @@ from ...blendshapes import BLENDSHAPE_NAMES
 from ...errors import InputError
 from ...features import N_LANDMARKS
 from .. import ferplus as fp
-from ..data import CLASSES, read_dataset
+from ..caps import THREE_CLASSES
+from ..data import CLASSES, provenance, read_dataset
 
 FERPLUS_EMOTIONS = fp.FERPLUS_EMOTIONS
 FERPLUS_TO_3 = fp.FERPLUS_TO_3
@@ -30,6 +31,7 @@ FERPLUS_TO_3 = fp.FERPLUS_TO_3
 # learn "unknown" as one blob of five expressions); a folder's label names map in by synonym.
 FINE_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 FINE_SYNONYMS = {"anger": "angry", "happiness": "happy", "sadness": "sad"}
+LABELS = ("fer", "ferplus", "source", "blend")
 
 
 @dataclass
@@ -64,19 +66,21 @@ def load_splits(dataset: str | Path, inputs: tuple[str, ...], *, preprocess: str
 
     Targets: one-hot of ``label`` (``labels="fer"``); FER+ vote shares (``labels="ferplus"``)
     from the dataset's ``ferplus_*`` columns, else from the ``ferplus`` CSV (rows without an
-    emotion vote keep their one-hot). ``labels=None`` (older callers): soft targets exactly
-    when a ``ferplus`` CSV is given.
+    emotion vote keep their one-hot); ``"source"``: one-hot of ``source_label`` through the
+    dataset's class map (``y`` too); ``"blend"``: half that one-hot, half the FER+ shares.
+    ``labels=None`` (older callers): soft targets exactly when a ``ferplus`` CSV is given.
     """
-    if labels not in (None, "fer", "ferplus"):
-        raise ValueError(f"labels must be 'fer' or 'ferplus', not {labels!r}")
+    if labels not in (None, *LABELS):
+        raise ValueError(f"labels must be one of {', '.join(LABELS)}, not {labels!r}")
     columns = ["image_id", "split", "label", "source_label", "preprocess", "augmented",
                *BLENDSHAPE_NAMES]
     frame = read_dataset(dataset)
     needs = [c for c in ("landmarks", "face") if c in inputs]
     require_columns(frame, inputs, dataset)
     has_votes = all(c in frame.columns for c in fp.DATASET_COLUMNS)
-    use_votes = labels == "ferplus" and has_votes
-    if labels == "ferplus" and not has_votes and not ferplus:
+    votes_wanted = labels in ("ferplus", "blend")
+    use_votes = votes_wanted and has_votes
+    if votes_wanted and not has_votes and not ferplus:
         raise InputError(f"dataset {dataset} has no FER+ vote columns: build it with "
                          "`emotion-estimator prepare --labels ferplus --ferplus VOTES_CSV`, "
                          "or give the votes with --ferplus")
@@ -89,10 +93,13 @@ def load_splits(dataset: str | Path, inputs: tuple[str, ...], *, preprocess: str
         preprocess = variants[0]
     frame = frame[(frame["preprocess"] == preprocess) & ~frame["augmented"].astype(bool)]
     frame = frame[frame[list(BLENDSHAPE_NAMES)].notna().all(axis=1)]
+    if labels in ("source", "blend"):
+        frame = frame.assign(label=source_classes(frame["source_label"], dataset, classes))
+        frame = frame[frame["label"].notna()]
     unknown = sorted(set(frame["label"]) - set(classes))
     if unknown:
         raise InputError(f"dataset labels {unknown} are not among the classes {list(classes)}")
-    from_csv = ferplus and not use_votes and labels != "fer"
+    from_csv = ferplus and not use_votes and labels not in ("fer", "source")
     soft = ferplus_targets(ferplus, classes).set_index("image_id") if from_csv else None
     out = {}
     for split in splits:
@@ -103,12 +110,22 @@ def load_splits(dataset: str | Path, inputs: tuple[str, ...], *, preprocess: str
             shares = (fp.shares(rows, classes).astype(np.float32) if use_votes
                       else soft.reindex(rows["image_id"]).to_numpy(np.float32))
             ok = ~np.isnan(shares).any(axis=1)
-            target[ok] = shares[ok]
+            target[ok] = (shares[ok] if labels != "blend"
+                          else 0.5 * (target[ok] + shares[ok]))
         out[split] = FusionSplit(decode_inputs(rows, inputs), y, target,
                                  rows["image_id"].to_numpy(),
                                  fine_labels(rows["source_label"]) if "source_label" in rows
                                  else None)
     return out
+
+
+def source_classes(source: pd.Series, dataset: str | Path,
+                   classes: tuple[str, ...]) -> pd.Series:
+    """Each row's source label folded into ``classes`` by the dataset's stored class map
+    (``report.json``; FER2013's fold where it has none); NaN where the map leaves it out."""
+    cmap = provenance(dataset).get("class_map") or THREE_CLASSES
+    folded = source.astype(str).map(lambda n: cmap.get(n, cmap.get(n.lower())))
+    return folded.where(folded.isin(classes))
 
 
 def require_columns(frame: pd.DataFrame, inputs: Sequence[str], dataset: str | Path) -> None:

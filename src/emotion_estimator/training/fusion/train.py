@@ -48,7 +48,7 @@ class FusionConfig:
     dataset: str = ""
     inputs: tuple[str, ...] = INPUT_NAMES
     preprocess: str = "pad"
-    labels: str = "fer"  # fer | ferplus (soft targets from FER+ votes)
+    labels: str = "fer"  # fer | ferplus (FER+ vote shares) | source | blend (see .data)
     ferplus: str = ""
     width: int = 32
     dropout: float = 0.3
@@ -62,6 +62,7 @@ class FusionConfig:
     cost_weight: float = 1.0  # expected-cost term: sad -> happy costs most (COSTS)
     hard_weight: float = 2.0  # extra loss weight of hard faces (see hard_examples)
     ema: float = 0.999  # decay of the weight average that is validated and kept (0: off)
+    init: str = ""  # a run folder or fusion.pt whose weights this run starts from (fine-tuning)
     extra: tuple[str, ...] = ()  # more prepared datasets (e.g. a real-face folder) to train on
     extra_repeat: int = 3  # each extra dataset's train rows are seen this many times per epoch
     modality_dropout: float = 0.1
@@ -186,6 +187,9 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
             x = torch.from_numpy(train.inputs[name]).float()
             stats[name] = (x.mean(0), x.std(0))
     model.set_stats(stats)
+    if config.init:
+        start_from(model, config.init)
+        log(f"starting from the weights of {config.init}")
     if "landmarks" in train.inputs:
         lm_perm = torch.from_numpy(landmark_mirror(train.inputs["landmarks"].mean(0))).to(device)
     bs_perm = torch.from_numpy(blendshape_mirror()).to(device)
@@ -341,6 +345,29 @@ def training_splits(config: FusionConfig,
     repeats = [1] + [config.extra_repeat] * len(config.extra)
     return {split: merge_splits([p[split] for p in parts], repeats if split == "train" else None)
             for split in splits}
+
+
+def start_from(model: FusionNet, init: str | os.PathLike) -> None:
+    """Load a trained run's weights (and its input statistics) into ``model`` of the same
+    shape; a clear error where the run is missing or of another shape."""
+    from ...errors import InputError
+
+    path = Path(init)
+    path = path / CHECKPOINT if path.is_dir() else path
+    if not path.is_file():
+        raise InputError(f"--init: no trained run at {init} (expected a run folder with "
+                         f"{CHECKPOINT}, or the file)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        theirs = {k: v for k, v in ckpt["dims"].items() if k != "stats"}
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is the user's input
+        raise InputError(f"--init: cannot read {path}: {exc}") from exc
+    mine = model.dims.to_dict()
+    differ = sorted(k for k in mine if theirs.get(k) != mine[k])
+    if differ:
+        raise InputError(f"--init: {path} is a model of another shape ({', '.join(differ)} "
+                         "differ): train with the same inputs, width and heads")
+    model.load_state_dict(ckpt["state_dict"])
 
 
 def config_from_dict(d: dict[str, Any]) -> FusionConfig:
