@@ -52,7 +52,7 @@ def test_group_photo_default_gives_the_largest_face(media, landmarker_model):
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(rows) == 1 and rows[0]["face_detected"] and rows[0]["face_id"] == 0
-    assert "warning: multi_face.jpg: more than 1 face(s) found" in proc.stderr  # not silently
+    assert "warning: multi_face.jpg: more than 1 face found" in proc.stderr  # not silently
 
 
 def test_multi_face_and_jsonl_stdout(media, landmarker_model):

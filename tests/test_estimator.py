@@ -129,6 +129,26 @@ def test_video_rows_with_blendshapes_and_stable_id(estimator, media):
     assert df[list(BLENDSHAPE_NAMES)].to_numpy().max() <= 1
 
 
+def test_landmarks_only_estimator_streams_scores_without_labels(estimator, media,
+                                                                landmarker_model):
+    """``classify=False`` (the blendshapes table): the same stream and ids, no classifier."""
+    from emotion_estimator import EmotionEstimator
+
+    bare = EmotionEstimator(classify=False, max_faces=4)
+    assert bare.classifier is None and bare.classes == () and bare.expressions == ()
+    from emotion_estimator.outputs import frame_columns
+
+    assert bare.columns(blendshapes=True) == frame_columns((), BLENDSHAPE_NAMES)
+    assert "label" not in bare.columns()
+    got = [r for r in bare.stream(media / "single_face.mp4")]
+    want = list(estimator.stream(media / "single_face.mp4"))
+    assert len(got) == len(want) == 72
+    for mine, theirs in zip(got, want, strict=True):
+        assert [f.face_id for f in mine.faces] == [f.face_id for f in theirs.faces]
+        assert all(f.label is None and not f.decided for f in mine.faces)
+        assert np.allclose(mine.faces[0].scores, theirs.faces[0].scores, atol=1e-5)
+
+
 def test_stream_results_are_lazy(estimator, media):
     stream = estimator.stream(media / "single_face.mp4")
     first = next(stream)

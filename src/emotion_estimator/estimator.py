@@ -229,7 +229,8 @@ class EmotionEstimator:
     its id and filter state are dropped; ``operating_point``: a point stored in the model's
     metadata (``balanced``, ``sad-sensitive``, ...: :attr:`operating_points`);
     ``expressions``: the seven-expression view (None: when the model has one; True: required,
-    an error for a model without it; False: off); ``verbose``: let MediaPipe's native log
+    an error for a model without it; False: off); ``classify=False``: landmarks and face ids
+    only, no classifier (the ``blendshapes`` table); ``verbose``: let MediaPipe's native log
     lines (glog, TFLite) through to stderr (quiet by default).
 
     Streams of video files run MediaPipe ahead on a thread of their own while the caller's
@@ -250,15 +251,15 @@ class EmotionEstimator:
                  forget_s: float = 1.0, landmarker: str | os.PathLike | None = None,
                  min_detection_confidence: float = 0.5, verbose: bool = False,
                  operating_point: str = "balanced", expressions: bool | None = None,
-                 low_power: bool = False) -> None:
+                 low_power: bool = False, classify: bool = True) -> None:
         if max_faces < 1:
             raise ValueError("max_faces must be at least 1")
-        self.classifier = load_classifier(model)
+        self.classifier = load_classifier(model) if classify else None
         self.operating_point = operating_point
         self.expressions = expression_names(self.classifier, expressions)
         self.operating_points = tuple(getattr(self.classifier, "operating_points", None)
                                       or ("balanced",))
-        self.classes: tuple[str, ...] = tuple(self.classifier.classes)
+        self.classes: tuple[str, ...] = tuple(getattr(self.classifier, "classes", ()))
         self.max_faces = max_faces
         self.smoothing = smoothing
         self.smoothing_params = dict(smoothing_params or {})

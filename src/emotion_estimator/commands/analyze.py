@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
 import time
 import warnings
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -306,23 +308,31 @@ def _estimator(args: argparse.Namespace) -> Any:
         raise InputError(str(exc)) from exc
 
 
+@contextlib.contextmanager
+def printed_warnings() -> Iterator[None]:
+    """Stills with more faces than ``--max-faces`` (:class:`FacesLeftOut`): one ``warning:``
+    line each on stderr once the block ends (not Python's warning format)."""
+    from ..estimator import FacesLeftOut
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FacesLeftOut)
+        yield
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+
+
 def _analyze(estimator: Any, source: Any, sinks: Sinks, stat: SourceStats,
              source_name: str | None, no_progress: bool) -> None:
     """All frames of one source into the sinks (stops early on q in the window)."""
     from tqdm import tqdm
-
-    from ..estimator import FacesLeftOut
 
     bar = tqdm(total=source.frame_count, unit="frame", file=sys.stderr, leave=False,
                desc=Path(source.name).name[-40:],
                disable=no_progress or source.is_live or None)
     start = time.perf_counter()
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", FacesLeftOut)
+        with printed_warnings():
             _frames(estimator, source, sinks, stat, source_name, bar)
-        for warning in caught:
-            print(f"warning: {warning.message}", file=sys.stderr)
     finally:
         stat.seconds = time.perf_counter() - start
         bar.close()

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from ..outputs import FORMATS
-from .analyze import MAX_FACES, camera_index, rescale_box
+from .analyze import MAX_FACES, camera_index, printed_warnings, rescale_box
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -39,13 +38,13 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..blendshapes import BLENDSHAPE_NAMES, FaceLandmarker
+    from ..blendshapes import BLENDSHAPE_NAMES
     from ..errors import EXIT_RUNTIME, InputError, interrupted_status
-    from ..estimator import FrameAnalyzer
+    from ..estimator import EmotionEstimator
     from ..outputs import check_table_output, frame_columns, open_writer
     from ..preflight import checked_items
     from ..sources import open_source
-    from ..video import ImageSource, SourceError
+    from ..video import SourceError
 
     if not 1 <= args.max_faces <= MAX_FACES:
         raise InputError(f"--max-faces must be between 1 and {MAX_FACES}")
@@ -58,6 +57,9 @@ def _run(args: argparse.Namespace) -> int:
         columns = {"source": str, **columns}
     for problem in skipped:
         print(f"warning: skipped: {problem}", file=sys.stderr)
+    # the same input loop as analyze (MediaPipe run ahead on video files), no classifier
+    estimator = EmotionEstimator(classify=False, max_faces=args.max_faces,
+                                 landmarker=args.landmarker)
 
     failures: list[str] = []
     frames = with_face = 0
@@ -79,18 +81,10 @@ def _run(args: argparse.Namespace) -> int:
                 except (OSError, ValueError) as exc:
                     raise InputError(str(exc)) from exc
             scale = getattr(source, "scale", 1.0)
-            mode = "image" if isinstance(source, ImageSource) else "video"
-            track = FrameAnalyzer(None)  # persistent face ids, no classifier
-            with source, FaceLandmarker(args.landmarker, mode=mode,
-                                        max_faces=args.max_faces) as landmarker:
-                bar = tqdm(source, total=source.frame_count, unit="frame", file=sys.stderr,
+            with source, printed_warnings():
+                bar = tqdm(total=source.frame_count, unit="frame", file=sys.stderr,
                            desc=source.name[-40:], disable=args.no_progress or None)
-                for frame in bar:
-                    result = track(frame, landmarker.detect(frame.image, frame.timestamp_s))
-                    if landmarker.left_out:  # a photo with more faces than --max-faces
-                        print(f"warning: {Path(source.name).name}: more than "
-                              f"{args.max_faces} face(s) found; only the largest kept "
-                              "(--max-faces N for more)", file=sys.stderr)
+                for result in estimator.stream(source):
                     frames += 1
                     with_face += bool(result.faces)
                     for row in result.rows(blendshapes=True):
@@ -99,6 +93,7 @@ def _run(args: argparse.Namespace) -> int:
                         if scale != 1.0:
                             rescale_box(row, scale)
                         writer.write(row)
+                    bar.update()
                 bar.close()
             for warning in source.warnings:
                 print(f"warning: {warning}", file=sys.stderr)
