@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchlib import MEDIA, REPO, RESULTS, command_line, guarded
+from benchlib import MEDIA, REPO, RESULTS, command_line, guarded, machine
 
 PEERS = str(REPO / "tests" / "ros2_peers.py")
 VIDEO = MEDIA / "single_face.mp4"
@@ -251,7 +251,8 @@ def main() -> None:
     p.add_argument("--out", default=str(RESULTS / "ros2"))
     args = p.parse_args()
     parts = set(args.parts.split(","))
-    data: dict = {"command": command_line(), "machine": args.machine or "not stated"}
+    data: dict = {"command": command_line(),
+                  "machine": f"{machine()}; {args.machine or 'other load not stated'}"}
     with tempfile.TemporaryDirectory() as tmp:
         if "step" in parts:
             data["step"] = step_times()
