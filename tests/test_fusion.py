@@ -761,3 +761,23 @@ def test_init_starts_from_a_trained_run_and_refuses_another_shape(run, tmp_path)
     with pytest.raises(InputError, match="no trained run"):
         train_fusion(config(epochs=1, init=str(tmp_path / "absent")), tmp_path / "a",
                      splits=splits, log=quiet)
+
+
+def test_a_sad_leaning_point_never_calls_more_faces_happy_than_balanced() -> None:
+    """Unconstrained, the best offsets for a high sad-recall floor raise happy too (they win
+    back accuracy from unknown); the stored point may only lean toward sad."""
+    from emotion_estimator.training.operating_points import fit_points
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    logits = rng.normal(size=(300, 3))
+    logits[np.arange(300), y] += 1.2
+    logits[y == 1, 2] += 0.8  # sad faces lean unknown
+    balanced = fit_operating_point(logits, y, CLASSES, 0.05, 0.3)
+    free = fit_operating_point(logits, y, CLASSES, 0.05, 0.8)
+    assert free[0] > balanced[0]  # the case this guards against
+    points = fit_points(logits, y, CLASSES, 0.05, {"balanced": 0.3, "sad-leaning": 0.8})
+    assert np.allclose(points["balanced"], balanced)
+    assert points["sad-leaning"][0] <= balanced[0]
+    pred = (logits + points["sad-leaning"]).argmax(1)
+    assert (pred[y == 1] == 1).mean() >= 0.8

@@ -25,10 +25,11 @@ POINTS: dict[str, float] = {"balanced": 0.60, "sad-sensitive": 0.85}
 def fit_operating_point(logits: np.ndarray, y: np.ndarray, classes: tuple[str, ...],
                         max_sad_as_happy: float, min_sad_recall: float = 0.0,
                         span: float = 2.0, steps: int = 41,
-                        groups: np.ndarray | None = None) -> np.ndarray:
+                        groups: np.ndarray | None = None,
+                        happy_at_most: float = math.inf) -> np.ndarray:
     """Offsets (last class 0) maximising accuracy + macro F1 (the mean over ``groups``, the
     dataset of each row) with sad -> happy <= the cap and sad recall >= ``min_sad_recall`` in
-    every group.
+    every group; the happy offset at most ``happy_at_most``.
 
     Where no offsets meet both, the ones closest to them are taken (the cap first).
     """
@@ -39,7 +40,7 @@ def fit_operating_point(logits: np.ndarray, y: np.ndarray, classes: tuple[str, .
     members = [groups == g for g in np.unique(groups)]
     grid = np.linspace(-span, span, steps)
     best, best_key = np.zeros(k), (-math.inf,) * 4
-    for a in grid:
+    for a in grid[grid <= happy_at_most + 1e-9]:
         for b in grid:
             off = np.zeros(k)
             off[happy], off[sad] = a, b
@@ -60,11 +61,17 @@ def fit_operating_point(logits: np.ndarray, y: np.ndarray, classes: tuple[str, .
 def fit_points(logits: np.ndarray, y: np.ndarray, classes: tuple[str, ...],
                max_sad_as_happy: float, points: dict[str, float] | None = None,
                groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Absolute offsets per named point (``balanced`` first)."""
+    """Absolute offsets per named point (``balanced`` first). Every other point leans toward
+    sad from ``balanced``: its happy offset is at most balanced's (a point chosen for sad
+    recall never calls more faces happy)."""
     points = POINTS if points is None else points
-    return {name: fit_operating_point(logits, y, classes, max_sad_as_happy, floor,
-                                      groups=groups)
-            for name, floor in points.items()}
+    first, *others = points.items()
+    base = fit_operating_point(logits, y, classes, max_sad_as_happy, first[1], groups=groups)
+    happy = float(base[classes.index("happy")])
+    return {first[0]: base, **{
+        name: fit_operating_point(logits, y, classes, max_sad_as_happy, floor, groups=groups,
+                                  happy_at_most=happy)
+        for name, floor in others}}
 
 
 def relative_points(fitted: dict[str, np.ndarray],
