@@ -106,8 +106,11 @@ def test_dashboard_shows_the_face_box_and_a_moving_timeline(browser, dashboard_s
                      browser.find_element(By.ID, "faces").text)
     # the expression column: the seven-expression view where the model has it, else a dash
     has_view = bool(EmotionEstimator().expressions)
-    cells = browser.find_elements(By.CSS_SELECTOR, "#faces tbody tr td")
-    expression = cells[2].text
+    # read in one script: the table is rebuilt every frame, so an element found first may be
+    # gone (stale) by the time its text is asked for
+    expression = browser.execute_script(
+        "const c = document.querySelectorAll('#faces tbody tr td'); "
+        "return c.length > 2 ? c[2].innerText.trim() : null")
     if has_view:
         assert re.fullmatch(r"(neutral|happy|sad|angry|surprised|disgusted|fearful) \d+%"
                             r"|undecided", expression)
