@@ -781,3 +781,19 @@ def test_a_sad_leaning_point_never_calls_more_faces_happy_than_balanced() -> Non
     assert points["sad-leaning"][0] <= balanced[0]
     pred = (logits + points["sad-leaning"]).argmax(1)
     assert (pred[y == 1] == 1).mean() >= 0.8
+
+
+def test_blend_takes_the_votes_from_the_csv_for_a_dataset_without_them(tmp_path) -> None:
+    from emotion_estimator.training.ferplus import VOTE_NAMES
+    from emotion_estimator.training.fusion.train import training_splits
+
+    folder = write_dataset(tmp_path / "fer", ("pad",), ["sad", "happy"], ["train", "val"])
+    votes = pd.DataFrame(0, index=range(2), columns=list(VOTE_NAMES))
+    votes.loc[0, "happiness"] = 10  # image 0: FER2013 says sad, the annotators happy
+    votes.loc[1, "happiness"] = 10
+    votes.to_csv(tmp_path / "votes.csv", index=False)
+    got = training_splits(config(dataset=str(folder), labels="blend",
+                                 ferplus=str(tmp_path / "votes.csv")))
+    assert got["train"].y.tolist() == [1]
+    assert np.allclose(got["train"].target, [[0.5, 0.5, 0.0]])
+    assert np.allclose(got["val"].target, [[1.0, 0.0, 0.0]])

@@ -336,7 +336,7 @@ def training_splits(config: FusionConfig,
                     splits: tuple[str, ...] = ("train", "val")) -> dict[str, FusionSplit]:
     """Train and val rows of ``config.dataset`` plus those of each ``config.extra`` dataset
     (its only preprocess variant; train rows repeated ``extra_repeat`` times)."""
-    ferplus = config.ferplus if config.labels == "ferplus" else None
+    ferplus = config.ferplus if config.labels in ("ferplus", "blend") else None
     parts = [load_splits(config.dataset, config.inputs, preprocess=config.preprocess,
                          classes=config.classes, ferplus=ferplus, labels=config.labels,
                          splits=splits)]
