@@ -797,3 +797,41 @@ def test_blend_takes_the_votes_from_the_csv_for_a_dataset_without_them(tmp_path)
     assert got["train"].y.tolist() == [1]
     assert np.allclose(got["train"].target, [[0.5, 0.5, 0.0]])
     assert np.allclose(got["val"].target, [[1.0, 0.0, 0.0]])
+
+
+def test_teacher_probabilities_are_mixed_into_the_train_targets_only(run, tmp_path) -> None:
+    """``--teacher RUN --teacher-weight W``: train targets = (1 - W) label + W teacher; val
+    keeps its labels (it judges the student against the truth)."""
+    import argparse
+
+    from emotion_estimator.commands.train import (
+        _distilled_splits,
+        configure,
+        fusion_config_from_args,
+    )
+    from emotion_estimator.training.fusion.distill import teacher_probabilities
+
+    folder, _ckpt, _splits = run
+    data = write_dataset(tmp_path / "fer", ("pad",), ["happy", "sad", "fear", "sad"],
+                         ["train", "train", "train", "val"])
+    p = argparse.ArgumentParser()
+    configure(p)
+    args = p.parse_args([str(data), "--out", str(tmp_path / "s"), "--kind", "fusion",
+                         "--teacher", str(folder), "--teacher-weight", "0.25"])
+    cfg = fusion_config_from_args(args)
+    got = _distilled_splits(cfg)
+    plain = _distilled_splits(replace(cfg, teacher=""))
+    assert plain is None  # no teacher: the run reads its own data
+    teacher = teacher_probabilities(folder, got["val"])
+    assert teacher.shape == (1, 3) and np.allclose(teacher.sum(1), 1, atol=1e-5)
+    onehot = np.eye(3)[[0, 1, 2]]
+    from_teacher = (got["train"].target - 0.75 * onehot) / 0.25
+    assert np.allclose(from_teacher.sum(1), 1, atol=1e-4) and (from_teacher >= -1e-5).all()
+    assert not np.allclose(from_teacher, onehot, atol=1e-2)  # the teacher is not the labels
+    assert np.allclose(got["val"].target, np.eye(3)[[1]])
+    with pytest.raises(InputError, match="--teacher"):
+        _distilled_splits(replace(cfg, teacher=str(tmp_path / "absent")))
+    bad = p.parse_args([str(data), "--out", str(tmp_path / "s"), "--kind", "fusion",
+                        "--teacher", str(folder), "--teacher-weight", "1.5"])
+    with pytest.raises(InputError, match="teacher-weight"):
+        fusion_config_from_args(bad)

@@ -147,6 +147,11 @@ def add_fusion_arguments(p: argparse.ArgumentParser) -> None:
                    help="start from a trained run's weights (its folder or fusion.pt; same "
                         "inputs and width): fine-tune it with these labels and weights; with "
                         "--seeds, each seed starts from RUN/seed-S where that exists")
+    f.add_argument("--teacher", metavar="ENSEMBLE",
+                   help="distil: mix a trained ensemble's (or run's) calibrated probabilities "
+                        "into the targets (its ensemble.pt, fusion.pt or folder)")
+    f.add_argument("--teacher-weight", type=float, default=0.5, metavar="W",
+                   help="share of the teacher in the targets (default: 0.5)")
     f.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
 
 
@@ -187,6 +192,8 @@ def fusion_config_from_args(args: argparse.Namespace):
                          "and --hard-weight 0 or more")
     if not 0 <= args.ema < 1:
         raise InputError("--ema must be in [0, 1)")
+    if not 0 <= args.teacher_weight <= 1:
+        raise InputError("--teacher-weight must be in [0, 1]")
     return FusionConfig(
         dataset=str(args.dataset), inputs=tuple(n for n in INPUT_NAMES if n in inputs),
         preprocess=args.preprocess.split(",")[0].strip(), labels=args.labels,
@@ -198,6 +205,7 @@ def fusion_config_from_args(args: argparse.Namespace):
         fine_weight=args.fine_weight, cost_weight=args.cost_weight,
         hard_weight=args.hard_weight, ema=args.ema, extra=tuple(str(e) for e in args.extra),
         extra_repeat=args.extra_repeat, init=str(args.init or ""),
+        teacher=str(args.teacher or ""), teacher_weight=args.teacher_weight,
         device=args.device, command=_command())
 
 
@@ -231,6 +239,21 @@ def _seeds(text: str | None) -> list[int]:
     return seeds
 
 
+def _distilled_splits(config):
+    """Train / val splits with the teacher mixed into the train targets (None: no teacher,
+    the run reads its data itself)."""
+    if not config.teacher:
+        return None
+    from ..training.fusion.distill import distilled, teacher_probabilities
+    from ..training.fusion.train import training_splits
+
+    splits = training_splits(config)
+    train = splits["train"]
+    splits["train"] = distilled(train, teacher_probabilities(config.teacher, train),
+                                config.teacher_weight)
+    return splits
+
+
 def _run_fusion(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -247,11 +270,12 @@ def _run_fusion(args: argparse.Namespace) -> int:
             if not (run / CHECKPOINT).is_file():
                 init = config.init and Path(config.init) / f"seed-{seed}"
                 init = str(init) if init and init.is_dir() else config.init
-                train_fusion(replace(config, seed=seed, init=init), run, resume=True)
+                member = replace(config, seed=seed, init=init)
+                train_fusion(member, run, resume=True, splits=_distilled_splits(member))
         combine_runs(runs, out)
         checkpoint = out / ENSEMBLE
     else:
-        train_fusion(config, out, resume=args.resume)
+        train_fusion(config, out, resume=args.resume, splits=_distilled_splits(config))
         checkpoint = out / CHECKPOINT
     if args.export:
         from ..training.fusion.export import export_fusion

@@ -63,6 +63,8 @@ class FusionConfig:
     hard_weight: float = 2.0  # extra loss weight of hard faces (see hard_examples)
     ema: float = 0.999  # decay of the weight average that is validated and kept (0: off)
     init: str = ""  # a run folder or fusion.pt whose weights this run starts from (fine-tuning)
+    teacher: str = ""  # an ensemble whose probabilities are mixed into the targets (.distill)
+    teacher_weight: float = 0.5
     extra: tuple[str, ...] = ()  # more prepared datasets (e.g. a real-face folder) to train on
     extra_repeat: int = 3  # each extra dataset's train rows are seen this many times per epoch
     modality_dropout: float = 0.1

@@ -1,0 +1,54 @@
+"""Distillation: a trained ensemble's calibrated probabilities as (part of) a run's targets.
+
+One student graph that keeps most of an ensemble's gain costs one member's time per face
+(issue 21). The teacher sees each training face once, un-augmented; its 3-class
+probabilities are mixed into the soft targets the student's main head learns from.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...errors import InputError
+from .data import FusionSplit
+from .ensemble import ENSEMBLE, member_probabilities
+from .model import FusionNet
+from .train import CHECKPOINT
+
+
+def teacher_members(path: str | os.PathLike) -> list[tuple[FusionNet, dict]]:
+    """The members of an ensemble (``ensemble.pt`` or its folder) or one run (``fusion.pt``
+    or its folder), each as (model, checkpoint)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / ENSEMBLE if (path / ENSEMBLE).is_file() else path / CHECKPOINT
+    if not path.is_file():
+        raise InputError(f"--teacher: no ensemble or trained run at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        members = ckpt.get("members", [ckpt])
+        return [(FusionNet.from_checkpoint(m), m) for m in members]
+    except (KeyError, RuntimeError, OSError, ValueError) as exc:
+        raise InputError(f"--teacher: cannot read {path}: {exc}") from exc
+
+
+def teacher_probabilities(path: str | os.PathLike, split: FusionSplit) -> np.ndarray:
+    """The teacher's mean calibrated 3-class probabilities for every row of ``split``."""
+    inputs = {k: torch.from_numpy(np.require(v, requirements="W")) for k, v in split.inputs.items()}
+    probs = [member_probabilities(model, ckpt, inputs)[0]
+             for model, ckpt in teacher_members(path)]
+    return np.mean(probs, axis=0).astype(np.float32)
+
+
+def distilled(split: FusionSplit, teacher: np.ndarray, weight: float) -> FusionSplit:
+    """``split`` with targets ``(1 - weight) * target + weight * teacher``."""
+    if teacher.shape != split.target.shape:
+        raise InputError(f"--teacher gives {teacher.shape[1]} classes per face, the data "
+                         f"{split.target.shape[1]}")
+    mixed = (1.0 - weight) * split.target + weight * teacher
+    return FusionSplit(split.inputs, split.y, mixed.astype(np.float32), split.image_id,
+                       split.fine, split.source)
