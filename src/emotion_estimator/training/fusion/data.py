@@ -104,7 +104,7 @@ def load_splits(dataset: str | Path, inputs: tuple[str, ...], *, preprocess: str
     out = {}
     for split in splits:
         rows = frame[frame["split"] == split]
-        y = rows["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
+        y = rows["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64, copy=True)
         target = np.eye(len(classes), dtype=np.float32)[y]
         if use_votes or soft is not None:
             shares = (fp.shares(rows, classes).astype(np.float32) if use_votes
@@ -142,7 +142,7 @@ def decode_inputs(rows: pd.DataFrame, inputs: Sequence[str]) -> dict[str, np.nda
     bytes columns (as :mod:`emotion_estimator.features` built them)."""
     arrays: dict[str, np.ndarray] = {}
     if "blendshapes" in inputs:
-        arrays["blendshapes"] = rows[list(BLENDSHAPE_NAMES)].to_numpy(np.float32)
+        arrays["blendshapes"] = rows[list(BLENDSHAPE_NAMES)].to_numpy(np.float32, copy=True)
     if "landmarks" in inputs:
         arrays["landmarks"] = _stack(rows["landmarks"], np.float32, (N_LANDMARKS, 3))
     if "face" in inputs:
@@ -157,7 +157,7 @@ def fine_labels(source: pd.Series) -> np.ndarray:
     :data:`FINE_CLASSES`; -1 for labels outside it (e.g. ``contempt``)."""
     index = {c: i for i, c in enumerate(FINE_CLASSES)}
     names = source.astype(str).str.lower().map(lambda n: FINE_SYNONYMS.get(n, n))
-    return names.map(index).fillna(-1).to_numpy(np.int64)
+    return names.map(index).fillna(-1).to_numpy(np.int64, copy=True)
 
 
 def merge_splits(parts: list[FusionSplit], repeats: list[int] | None = None) -> FusionSplit:
