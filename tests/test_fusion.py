@@ -779,8 +779,11 @@ def test_a_sad_leaning_point_never_calls_more_faces_happy_than_balanced() -> Non
     points = fit_points(logits, y, CLASSES, 0.05, {"balanced": 0.3, "sad-leaning": 0.8})
     assert np.allclose(points["balanced"], balanced)
     assert points["sad-leaning"][0] <= balanced[0]
+    assert points["sad-leaning"][1] >= balanced[1]
     pred = (logits + points["sad-leaning"]).argmax(1)
     assert (pred[y == 1] == 1).mean() >= 0.8
+    # every face the leaning point calls happy, balanced calls happy too
+    assert ((logits + balanced).argmax(1)[pred == 0] == 0).all()
 
 
 def test_blend_takes_the_votes_from_the_csv_for_a_dataset_without_them(tmp_path) -> None:

@@ -26,10 +26,12 @@ def fit_operating_point(logits: np.ndarray, y: np.ndarray, classes: tuple[str, .
                         max_sad_as_happy: float, min_sad_recall: float = 0.0,
                         span: float = 2.0, steps: int = 41,
                         groups: np.ndarray | None = None,
-                        happy_at_most: float = math.inf) -> np.ndarray:
+                        happy_at_most: float = math.inf,
+                        sad_at_least: float = -math.inf) -> np.ndarray:
     """Offsets (last class 0) maximising accuracy + macro F1 (the mean over ``groups``, the
     dataset of each row) with sad -> happy <= the cap and sad recall >= ``min_sad_recall`` in
-    every group; the happy offset at most ``happy_at_most``.
+    every group; the happy offset at most ``happy_at_most``, the sad one at least
+    ``sad_at_least``.
 
     Where no offsets meet both, the ones closest to them are taken (the cap first).
     """
@@ -41,7 +43,7 @@ def fit_operating_point(logits: np.ndarray, y: np.ndarray, classes: tuple[str, .
     grid = np.linspace(-span, span, steps)
     best, best_key = np.zeros(k), (-math.inf,) * 4
     for a in grid[grid <= happy_at_most + 1e-9]:
-        for b in grid:
+        for b in grid[grid >= sad_at_least - 1e-9]:
             off = np.zeros(k)
             off[happy], off[sad] = a, b
             pred = (logits + off).argmax(1)
@@ -62,15 +64,16 @@ def fit_points(logits: np.ndarray, y: np.ndarray, classes: tuple[str, ...],
                max_sad_as_happy: float, points: dict[str, float] | None = None,
                groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Absolute offsets per named point (``balanced`` first). Every other point leans toward
-    sad from ``balanced``: its happy offset is at most balanced's (a point chosen for sad
+    sad from ``balanced``: its happy offset at most balanced's and its sad offset at least
+    balanced's, so a face it calls happy ``balanced`` calls happy too (a point chosen for sad
     recall never calls more faces happy)."""
     points = POINTS if points is None else points
     first, *others = points.items()
     base = fit_operating_point(logits, y, classes, max_sad_as_happy, first[1], groups=groups)
-    happy = float(base[classes.index("happy")])
+    happy, sad = float(base[classes.index("happy")]), float(base[classes.index("sad")])
     return {first[0]: base, **{
         name: fit_operating_point(logits, y, classes, max_sad_as_happy, floor, groups=groups,
-                                  happy_at_most=happy)
+                                  happy_at_most=happy, sad_at_least=sad)
         for name, floor in others}}
 
 
