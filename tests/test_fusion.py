@@ -838,3 +838,24 @@ def test_teacher_probabilities_are_mixed_into_the_train_targets_only(run, tmp_pa
                         "--teacher", str(folder), "--teacher-weight", "1.5"])
     with pytest.raises(InputError, match="teacher-weight"):
         fusion_config_from_args(bad)
+
+
+def test_seeds_with_a_teacher_read_the_data_and_ask_the_teacher_once(run, tmp_path,
+                                                                     monkeypatch) -> None:
+    import emotion_estimator.training.fusion.distill as distill
+
+    folder, _ckpt, _splits = run
+    data = write_dataset(tmp_path / "fer", ("pad",),
+                         ["happy", "sad", "fear", "sad", "happy", "angry", "sad", "happy"],
+                         ["train"] * 6 + ["val"] * 2)
+    calls = []
+    real = distill.teacher_probabilities
+    monkeypatch.setattr(distill, "teacher_probabilities",
+                        lambda path, split: calls.append(len(split)) or real(path, split))
+    out = tmp_path / "ens"
+    assert cli(["train", str(data), "--out", str(out), "--kind", "fusion", "--seeds", "0,1",
+                "--teacher", str(folder), "--epochs", "1", "--batch-size", "2", "--width", "8",
+                "--threads", "1", "--device", "cpu"]) == 0
+    assert calls == [6]  # one teacher pass over the 6 train rows, shared by both seeds
+    assert (out / "seed-0" / "fusion.pt").is_file() and (out / "seed-1" / "fusion.pt").is_file()
+    assert (out / "ensemble.pt").is_file()

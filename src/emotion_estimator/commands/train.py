@@ -266,12 +266,15 @@ def _run_fusion(args: argparse.Namespace) -> int:
         from ..training.fusion.ensemble import ENSEMBLE, combine_runs
 
         runs = [out / f"seed-{s}" for s in seeds]
+        splits, read = None, False  # the seeds share their data (and the teacher's targets)
         for seed, run in zip(seeds, runs, strict=True):
             if not (run / CHECKPOINT).is_file():
+                if not read:
+                    splits, read = _distilled_splits(config), True
                 init = config.init and Path(config.init) / f"seed-{seed}"
                 init = str(init) if init and init.is_dir() else config.init
-                member = replace(config, seed=seed, init=init)
-                train_fusion(member, run, resume=True, splits=_distilled_splits(member))
+                train_fusion(replace(config, seed=seed, init=init), run, resume=True,
+                             splits=splits)
         combine_runs(runs, out)
         checkpoint = out / ENSEMBLE
     else:
