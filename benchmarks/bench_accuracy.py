@@ -227,7 +227,7 @@ def model_identity(name: str | None) -> dict:
             "operating_points": dict(clf.operating_points), "expressions": list(clf.expressions)}
 
 
-FACES_VERSION = "v1"
+FACES_VERSION = "v2"  # v2: stills with no face are retried (emotion_estimator.stills)
 FACES_DONE: set[Path] = set()  # face caches already (re)computed in this run
 
 
@@ -313,7 +313,8 @@ def predict_ours(model: dict, images: ImageSet, rerun: bool) -> pd.DataFrame:
                       f"({time.perf_counter() - t:.0f} s)", file=sys.stderr)
         return pd.DataFrame(rows, columns=PRED_COLUMNS)
 
-    cache = RUNS / f"ours-{CACHE_VERSION}_{images.key}_{model['sha256'][:16]}.csv"
+    key = f"{CACHE_VERSION}-faces{FACES_VERSION}_{images.key}_{model['sha256'][:16]}"
+    cache = RUNS / f"ours-{key}.csv"
     return cached(cache, images.ids, PRED_COLUMNS, compute, rerun)
 
 

@@ -17,14 +17,14 @@ import pandas as pd
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from emotion_estimator.blendshapes import BLENDSHAPE_NAMES, Face  # noqa: E402
 from emotion_estimator.classifier import EmotionClassifier, metadata_path  # noqa: E402
 from emotion_estimator.cli import cli  # noqa: E402
 from emotion_estimator.errors import InputError  # noqa: E402
-from emotion_estimator.expressions import EXPRESSIONS  # noqa: E402
+from emotion_estimator.expressions import EXPRESSIONS, SOURCE_NAMES  # noqa: E402
 from emotion_estimator.features import LEFT_EYE, N_LANDMARKS, RIGHT_EYE, build  # noqa: E402
 from emotion_estimator.training.fusion.augment import (  # noqa: E402
     AugmentConfig,
@@ -668,7 +668,12 @@ def test_an_ensemble_of_runs_is_one_graph_with_both_views_and_points(tmp_path) -
     assert ckpt["config"]["seeds"] == [0, 1]
     meta = export_fusion(tmp_path / ENSEMBLE, tmp_path / "ens.onnx")
     assert meta["model"]["members"] == 2 and meta["expressions"] == list(EXPRESSIONS)
-    assert meta["onnx_torch_max_abs_diff"] <= 1e-4
+    assert meta["onnx_torch_max_abs_diff"] <= 1e-4 and meta["model"]["layout"] == "wide"
+    # one wide network: as many convolutions as one member has, not two members' worth
+    export_fusion(runs[0] / CHECKPOINT, tmp_path / "one.onnx")
+    convs = [sum(n.op_type == "Conv" for n in onnx.load(str(tmp_path / f)).graph.node)
+             for f in ("ens.onnx", "one.onnx")]
+    assert convs[0] == convs[1] > 0
     # the graph averages its members' calibrated probabilities
     feeds = {k: v[:7] for k, v in splits["val"].inputs.items()}
     got, expr = ort.InferenceSession(str(tmp_path / "ens.onnx")).run(None, feeds)
@@ -680,6 +685,11 @@ def test_an_ensemble_of_runs_is_one_graph_with_both_views_and_points(tmp_path) -
     want = np.exp(logp) / np.exp(logp).sum(1, keepdims=True)
     assert np.abs(got - want).max() < 1e-4
     assert expr.shape == (7, 7) and np.allclose(expr.sum(1), 1, atol=1e-5)
+    with torch.no_grad():
+        fine = [torch.softmax(m(**{k: torch.from_numpy(v) for k, v in feeds.items()})[1]["fine"]
+                              / c["fine_temperature"], -1).numpy() for m, c in members]
+    order = [[SOURCE_NAMES[i] for i in ckpt["fine_classes"]].index(e) for e in EXPRESSIONS]
+    assert np.abs(expr - np.mean(fine, axis=0)[:, order]).max() < 1e-4
     with pytest.raises(InputError, match="at least two"):
         combine_runs(runs[:1], tmp_path, log=quiet, val=splits["val"])
 

@@ -26,6 +26,7 @@ from .classifier import apply_operating_point, operating_point_offsets
 from .expressions import valence_arousal
 from .runahead import run_ahead
 from .sources import open_source
+from .stills import StillLandmarker
 from .temporal import FilterBank, transition_costs
 from .tracking import FaceTracker
 from .video import Frame, FrameSource, ImageSource, read_image
@@ -283,10 +284,12 @@ class EmotionEstimator:
                              self.expressions)
 
     def landmarker(self, mode: str = "video") -> FaceLandmarker:
-        """A new MediaPipe landmarker configured like this estimator."""
-        return FaceLandmarker(self._landmarker_path, mode=mode, max_faces=self.max_faces,
-                              min_detection_confidence=self._confidence, verbose=self.verbose,
-                              max_side=LOW_POWER_SIDE if self.low_power else None)
+        """A new MediaPipe landmarker configured like this estimator; in image mode one that
+        looks again at a still with no face (:mod:`.stills`)."""
+        kind = StillLandmarker if mode == "image" else FaceLandmarker
+        return kind(self._landmarker_path, mode=mode, max_faces=self.max_faces,
+                    min_detection_confidence=self._confidence, verbose=self.verbose,
+                    max_side=LOW_POWER_SIDE if self.low_power else None)
 
     def analyzer(self, smoothing: str | None = None) -> FrameAnalyzer:
         """A fresh per-stream state (ids from 0, empty filters)."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", help="training run folder (or its model.pt)")
+    p.add_argument("run", help="training run folder (or its model.pt, fusion.pt or ensemble.pt)")
     p.add_argument("--out", required=True, help="output .onnx (the .json is written beside it)")
     p.add_argument("--note", help="free text stored in the metadata")
     p.add_argument("--evaluation", action="append", metavar="DIR",
@@ -16,7 +17,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from ..errors import InputError
     from ..training.export import export
@@ -33,8 +33,25 @@ def run(args: argparse.Namespace) -> int:
         evaluations.append(report)
     if evaluations:
         extra["evaluation"] = evaluations
+    fusion = fusion_checkpoint(Path(args.run))
+    if fusion is not None:
+        from ..training.fusion.export import export_fusion
+
+        meta = export_fusion(fusion, args.out, **extra)
+        print(f"{args.out}: {meta['onnx_bytes']} bytes, classes {meta['classes']}, inputs "
+              f"{[i['name'] for i in meta['inputs']]}, {meta['model']['members']} member(s), "
+              f"ONNX-torch max diff {meta['onnx_torch_max_abs_diff']:.1e}")
+        return 0
     meta = export(args.run, args.out, **extra)
     print(f"{args.out}: {meta['onnx_bytes']} bytes, classes {meta['classes']}, "
           f"{len(meta['blendshapes'])} blendshapes, ONNX-torch max diff "
           f"{meta['onnx_torch_max_abs_diff']:.1e}")
     return 0
+
+
+def fusion_checkpoint(run: Path) -> Path | None:
+    """A fusion run's or ensemble's checkpoint named by ``run`` (its folder or the file)."""
+    names = ("ensemble.pt", "fusion.pt")
+    if run.is_dir():
+        return next((run / n for n in names if (run / n).is_file()), None)
+    return run if run.name in names and run.is_file() else None
