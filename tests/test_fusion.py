@@ -262,6 +262,16 @@ def synthetic_face(i: int, width: int = 320, height: int = 240) -> Face:
     return Face(scores=scores, box=(0.0, 0.0, float(width), float(height)), landmarks=lm)
 
 
+def test_cli_export_takes_a_fusion_run_folder(run, tmp_path, capsys) -> None:
+    out, _, _ = run
+    assert cli(["export", str(out), "--out", str(tmp_path / "m.onnx"), "--note", "n"]) == 0
+    stored = json.loads(metadata_path(tmp_path / "m.onnx").read_text())
+    assert stored["model"]["kind"] == "fusion" and stored["note"] == "n"
+    assert stored["model"]["layout"] == "members"  # one run: nothing to widen
+    assert "1 member(s)" in capsys.readouterr().out
+    assert EmotionClassifier.load(tmp_path / "m.onnx").needs_image
+
+
 def test_export_matches_torch_and_declares_inputs(run, tmp_path) -> None:
     import onnxruntime as ort
 
@@ -669,11 +679,13 @@ def test_an_ensemble_of_runs_is_one_graph_with_both_views_and_points(tmp_path) -
     meta = export_fusion(tmp_path / ENSEMBLE, tmp_path / "ens.onnx")
     assert meta["model"]["members"] == 2 and meta["expressions"] == list(EXPRESSIONS)
     assert meta["onnx_torch_max_abs_diff"] <= 1e-4 and meta["model"]["layout"] == "wide"
-    # one wide network: as many convolutions as one member has, not two members' worth
+    # one wide network: as many convolutions and dense layers (1x1 convolutions there) as
+    # one member has, not two members' worth
     export_fusion(runs[0] / CHECKPOINT, tmp_path / "one.onnx")
-    convs = [sum(n.op_type == "Conv" for n in onnx.load(str(tmp_path / f)).graph.node)
-             for f in ("ens.onnx", "one.onnx")]
-    assert convs[0] == convs[1] > 0
+    layers = [sum(n.op_type in ("Conv", "Gemm", "MatMul")
+                  for n in onnx.load(str(tmp_path / f)).graph.node)
+              for f in ("ens.onnx", "one.onnx")]
+    assert layers[0] == layers[1] > 0
     # the graph averages its members' calibrated probabilities
     feeds = {k: v[:7] for k, v in splits["val"].inputs.items()}
     got, expr = ort.InferenceSession(str(tmp_path / "ens.onnx")).run(None, feeds)

@@ -16,7 +16,7 @@ import torch
 from ...errors import InputError
 from .data import FusionSplit
 from .ensemble import ENSEMBLE, member_probabilities
-from .model import FusionNet
+from .model import FusionNet, checkpoint_members
 from .train import CHECKPOINT
 
 
@@ -30,8 +30,7 @@ def teacher_members(path: str | os.PathLike) -> list[tuple[FusionNet, dict]]:
         raise InputError(f"--teacher: no ensemble or trained run at {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        members = ckpt.get("members", [ckpt])
-        return [(FusionNet.from_checkpoint(m), m) for m in members]
+        return [(FusionNet.from_checkpoint(m), m) for m in checkpoint_members(ckpt)]
     except (KeyError, RuntimeError, OSError, ValueError) as exc:
         raise InputError(f"--teacher: cannot read {path}: {exc}") from exc
 

@@ -19,7 +19,7 @@ from ...classifier import METADATA_FORMAT, metadata_path
 from ...expressions import EXPRESSIONS, SOURCE_NAMES
 from ...features import FEATURES, N_LANDMARKS
 from ..export import OPSET
-from .model import FusionNet, FusionProbabilities
+from .model import FusionNet, FusionProbabilities, checkpoint_members
 from .wide import widen
 
 
@@ -35,7 +35,7 @@ def example_inputs(names: list[str], size: int, n: int = 2, seed: int = 0) -> li
 def probabilities_module(ckpt: dict[str, Any]) -> FusionProbabilities:
     """The exported computation of a run's (or an ensemble's) checkpoint; the expression
     view is included when every member has a calibrated 7-way head."""
-    members = ckpt.get("members") or [ckpt]
+    members = checkpoint_members(ckpt)
     fine = [m.get("fine_temperature") for m in members]
     order = None
     if all(fine) and all(m.get("fine_classes") for m in members):
@@ -55,7 +55,8 @@ def export_fusion(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     ckpt = torch.load(Path(checkpoint), map_location="cpu", weights_only=False)
     module = probabilities_module(ckpt)
     graph = widen(module)
-    first = ckpt.get("members", [ckpt])[0]
+    members = checkpoint_members(ckpt)
+    first = members[0]
     names, size = module.names, module.model.dims.face_size
     outputs = ["probs", "expressions"] if module.expressions else ["probs"]
     buffer = io.BytesIO()
@@ -69,7 +70,6 @@ def export_fusion(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     data = buffer.getvalue()
     inputs = [{"name": k, "kind": k, "version": FEATURES[k], **({"size": size} if k == "face"
                                                                  else {})} for k in names]
-    members = ckpt.get("members") or [ckpt]
     meta = {
         "format": METADATA_FORMAT, "format_version": 3, "package_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"), "trained": True,

@@ -41,6 +41,11 @@ class FusionDimensions:
         return d
 
 
+def checkpoint_members(ckpt: dict) -> list[dict]:
+    """The member checkpoints of an ensemble's checkpoint; a single run's is its one member."""
+    return ckpt.get("members") or [ckpt]
+
+
 def _sep(cin: int, cout: int) -> nn.Sequential:
     """Depthwise 3x3 + pointwise 1x1, batch norm, ReLU."""
     return nn.Sequential(nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False),
