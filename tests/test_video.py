@@ -79,6 +79,11 @@ def test_expand_inputs_takes_media_files_from_folders(tmp_path):
     for name in ("b.png", "a.mp4", "notes.txt"):
         (tmp_path / name).write_bytes(b"x")
     assert [p.name for p in expand_inputs([str(tmp_path)])] == ["a.mp4", "b.png"]
+    (tmp_path / "c.jpg").symlink_to(tmp_path / "gone.jpg")  # a broken link is not dropped
+    found = expand_inputs([str(tmp_path)])
+    assert [p.name for p in found] == ["a.mp4", "b.png", "c.jpg"]
+    with pytest.raises(SourceError, match="broken symbolic link"):
+        open_source(found[-1])
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(SourceError, match="no image or video"):

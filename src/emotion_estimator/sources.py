@@ -112,7 +112,10 @@ def open_source(source: Source, realtime: bool = False, loop: bool = False,
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Expand folders into their image and video files (sorted); keep files and URLs."""
+    """Expand folders into their image and video files (sorted); keep files and URLs.
+
+    A link in a folder that points nowhere but is named like a medium is kept: opening it
+    then fails with its own clear error instead of the input vanishing unnoticed."""
     paths: list[Path] = []
     for item in inputs:
         p = Path(item)
@@ -121,7 +124,8 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
         elif p.is_dir() and not is_bag(p):  # a ROS 2 bag folder is one input
             found = sorted(
                 f for f in p.iterdir()
-                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
+                if (f.is_file() or (f.is_symlink() and not f.exists()))
+                and f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
             )
             if not found:
                 raise SourceError(f"{p} holds no image or video files")
