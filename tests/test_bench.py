@@ -175,8 +175,9 @@ def test_bench_accuracy_end_to_end_on_tiny_data(tmp_path, media, landmarker_mode
     assert photos["n"] == 2 and photos["face_found"] == 0.5  # the blank image has no face
     assert report["results"][0]["kind"] == "ours"  # the layout headline.py reads
     assert (out / "accuracy.md").is_file() and (out / "confusion.png").is_file()
-    assert len(list((tmp_path / "runs").glob("ours-v2_*.csv"))) == 2  # predictions cached
-    cache = pd.read_csv(next((tmp_path / "runs").glob("ours-v2_photos*.csv")))
+    key = f"ours-{bench_accuracy.CACHE_VERSION}-faces{bench_accuracy.FACES_VERSION}"
+    assert len(list((tmp_path / "runs").glob(f"{key}_*.csv"))) == 2  # predictions cached
+    cache = pd.read_csv(next((tmp_path / "runs").glob(f"{key}_photos*.csv")))
     smile = cache.set_index("faces")[["mouthSmileLeft", "mouthSmileRight"]]
     assert smile.loc[1].between(0, 1).all() and smile.loc[0].isna().all()  # face / none
     # one MediaPipe pass per set, cached apart from the model, gives what analyze_image gives
