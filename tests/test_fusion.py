@@ -270,6 +270,13 @@ def test_cli_export_takes_a_fusion_run_folder(run, tmp_path, capsys) -> None:
     assert stored["model"]["layout"] == "members"  # one run: nothing to widen
     assert "1 member(s)" in capsys.readouterr().out
     assert EmotionClassifier.load(tmp_path / "m.onnx").needs_image
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "fusion.pt").write_text("garbage")
+    assert cli(["export", str(bad), "--out", str(tmp_path / "b.onnx")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a fusion checkpoint" in err[0]
+    assert not (tmp_path / "b.onnx").exists()
 
 
 def test_export_matches_torch_and_declares_inputs(run, tmp_path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 from ... import __version__
 from ...atomic import atomic_path, write_text
 from ...classifier import METADATA_FORMAT, metadata_path
+from ...errors import InputError
 from ...expressions import EXPRESSIONS, SOURCE_NAMES
 from ...features import FEATURES, N_LANDMARKS
 from ..export import OPSET
@@ -52,8 +54,12 @@ def export_fusion(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     """Write ``out`` (.onnx) and its .json from ``fusion.pt`` or ``ensemble.pt``; returns the
     metadata. An ensemble of same-shaped members is written as one wide network
     (:mod:`.wide`), checked against the members run one by one."""
-    ckpt = torch.load(Path(checkpoint), map_location="cpu", weights_only=False)
-    module = probabilities_module(ckpt)
+    try:
+        ckpt = torch.load(Path(checkpoint), map_location="cpu", weights_only=False)
+        module = probabilities_module(ckpt)
+    except (OSError, EOFError, RuntimeError, ValueError, KeyError, TypeError,
+            pickle.UnpicklingError) as exc:
+        raise InputError(f"not a fusion checkpoint: {checkpoint} ({exc})") from exc
     graph = widen(module)
     members = checkpoint_members(ckpt)
     first = members[0]
