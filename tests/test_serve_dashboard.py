@@ -86,9 +86,14 @@ def test_dashboard_shows_the_face_box_and_a_moving_timeline(browser, dashboard_s
     wait.until(lambda d: d.execute_script("return arguments[0].naturalWidth", video) > 0)
     wait.until(lambda d: "happy" in d.find_element(By.ID, "faces").text)
     time.sleep(1.0)
-    first = screenshot(browser)
     timeline = browser.find_element(By.ID, "timeline")
-    picture = region(first, video)
+    deadline = time.monotonic() + 10  # a loaded machine may show a frame before its box
+    while True:
+        first = screenshot(browser)
+        picture = region(first, video)
+        if near(picture, HAPPY_BGR) > 300 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
     assert picture.shape[0] > 100 and picture.std() > 20  # a real picture, not a blank box
     assert near(picture, HAPPY_BGR) > 300  # the face box and its label, in happy's colour
     assert near(region(first, timeline), HAPPY_BGR) > 100  # the happy probability line
