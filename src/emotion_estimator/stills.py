@@ -76,6 +76,7 @@ class StillLandmarker(FaceLandmarker):
             return faces
         height, width = image.shape[:2]
         confidence = self._options.get("min_detection_confidence", 0.5)
+        big: tuple[np.ndarray, int] | None = None  # the bordered image, made once
         for border, lower in RETRIES:
             if lower and confidence <= RETRY_CONFIDENCE:
                 continue
@@ -83,9 +84,9 @@ class StillLandmarker(FaceLandmarker):
             if not border:  # FaceLandmarker's own detect: one pass, no retries
                 faces = FaceLandmarker.detect(landmarker, image, bgr=bgr)
             else:
-                big, b = bordered(image)
-                faces = [unborder(f, b, width, height)
-                         for f in FaceLandmarker.detect(landmarker, big, bgr=bgr)]
+                big = big or bordered(image)
+                faces = [unborder(f, big[1], width, height)
+                         for f in FaceLandmarker.detect(landmarker, big[0], bgr=bgr)]
             if faces:
                 self.left_out = landmarker.left_out
                 self.retried += 1

@@ -51,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
 
 def fusion_checkpoint(run: Path) -> Path | None:
     """A fusion run's or ensemble's checkpoint named by ``run`` (its folder or the file)."""
-    names = ("ensemble.pt", "fusion.pt")
+    from ..training.fusion.ensemble import ENSEMBLE, folder_checkpoint
+    from ..training.fusion.train import CHECKPOINT
+
     if run.is_dir():
-        return next((run / n for n in names if (run / n).is_file()), None)
-    return run if run.name in names and run.is_file() else None
+        return folder_checkpoint(run)
+    return run if run.name in (ENSEMBLE, CHECKPOINT) and run.is_file() else None

@@ -15,7 +15,7 @@ import torch
 
 from ...errors import InputError
 from .data import FusionSplit
-from .ensemble import ENSEMBLE, member_probabilities
+from .ensemble import folder_checkpoint, member_probabilities
 from .model import FusionNet, checkpoint_members
 from .train import CHECKPOINT
 
@@ -25,7 +25,7 @@ def teacher_members(path: str | os.PathLike) -> list[tuple[FusionNet, dict]]:
     or its folder), each as (model, checkpoint)."""
     path = Path(path)
     if path.is_dir():
-        path = path / ENSEMBLE if (path / ENSEMBLE).is_file() else path / CHECKPOINT
+        path = folder_checkpoint(path) or path / CHECKPOINT
     if not path.is_file():
         raise InputError(f"--teacher: no ensemble or trained run at {path}")
     try:

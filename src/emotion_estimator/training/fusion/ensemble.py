@@ -34,6 +34,11 @@ ENSEMBLE = "ensemble.pt"
 SAME = ("dataset", "inputs", "preprocess", "labels", "extra", "classes")
 
 
+def folder_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint a fusion run folder holds: its ensemble, else its run; None: neither."""
+    return next((folder / n for n in (ENSEMBLE, CHECKPOINT) if (folder / n).is_file()), None)
+
+
 def member_probabilities(model: Any, ckpt: dict[str, Any],
                          inputs: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray | None]:
     """One member's calibrated 3-class and 7-expression probabilities."""
