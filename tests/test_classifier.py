@@ -32,7 +32,7 @@ def test_default_model_contract(clf: EmotionClassifier) -> None:
     assert clf.predict_proba(np.zeros(52)).shape == (1, 3)
     assert clf.predict_proba(np.zeros((0, 52))).shape == (0, 3)
     assert BLENDSHAPE_MODEL.stat().st_size <= 100_000
-    # the fusion default (two members in one graph) and the paper's models, all in the wheel
+    # the fusion default (one distilled network) and the paper's models, all in the wheel
     folder = default_model_path().parent
     assert sum(f.stat().st_size for f in folder.iterdir()) <= 4_000_000
 

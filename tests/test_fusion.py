@@ -277,6 +277,11 @@ def test_cli_export_takes_a_fusion_run_folder(run, tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a fusion checkpoint" in err[0]
     assert not (tmp_path / "b.onnx").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli(["export", str(empty), "--out", str(tmp_path / "e.onnx")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fusion.pt or ensemble.pt" in err[0]
 
 
 def test_export_matches_torch_and_declares_inputs(run, tmp_path) -> None:
@@ -685,6 +690,7 @@ def test_an_ensemble_of_runs_is_one_graph_with_both_views_and_points(tmp_path) -
     assert ckpt["config"]["seeds"] == [0, 1]
     meta = export_fusion(tmp_path / ENSEMBLE, tmp_path / "ens.onnx")
     assert meta["model"]["members"] == 2 and meta["expressions"] == list(EXPRESSIONS)
+    assert len(meta["training"]["member_commands"]) == 2  # each member's own command
     assert meta["onnx_torch_max_abs_diff"] <= 1e-4 and meta["model"]["layout"] == "wide"
     # one wide network: as many convolutions and dense layers (1x1 convolutions there) as
     # one member has, not two members' worth

@@ -180,3 +180,27 @@ def test_table3_full_counts_every_train_image(small_csv, tmp_path):
     assert all(capped[e]["train"] <= row["undetected"] <= row["images"]
                for e, row in table.items())
     assert "Table 3 (raw), whole train split" in (tmp_path / "full" / "report.md").read_text()
+
+
+def test_retry_stills_finds_faces_the_single_pass_misses(fer_csv, landmarker_model, tmp_path):
+    """--retry-stills looks again at a crop with no face as analyze does on a still: the rows
+    found the first time are the same, more real crops are found, a black image stays empty."""
+    with gzip.open(fer_csv, "rt", newline="") as stream:
+        lines = [next(stream) for _ in range(47)]
+    # header, rows 0-5 (3 is missed, by the retry too), 32 and 45 (missed at pad, found by
+    # the retry), a black image
+    csv = tmp_path / "some.csv"
+    csv.write_text("".join([*lines[:7], lines[33], lines[46], f"3,{BLACK},Training\n"]))
+    base = ["prepare", "--fer2013", str(csv), "--quiet", "--workers", "1",
+            "--preprocess", "pad", "--augment-copies", "0", "--caps", "none"]
+    assert cli([*base, "--out", str(tmp_path / "plain")]) == 0
+    assert cli([*base, "--out", str(tmp_path / "retry"), "--retry-stills"]) == 0
+    plain = pd.read_parquet(tmp_path / "plain" / "dataset.parquet")
+    retry = pd.read_parquet(tmp_path / "retry" / "dataset.parquet")
+    assert set(plain["image_id"]) == {0, 1, 2, 4, 5}
+    assert set(retry["image_id"]) == {0, 1, 2, 4, 5, 6, 7}  # the black image (8) stays empty
+    pd.testing.assert_frame_equal(retry[retry["image_id"] < 6].reset_index(drop=True), plain)
+    assert set(retry["face"].map(len)) == {48 * 48}
+    assert retry[list(BLENDSHAPE_NAMES)].notna().all().all()
+    report = json.loads((tmp_path / "retry" / "report.json").read_text())
+    assert report["retry_stills"] is True

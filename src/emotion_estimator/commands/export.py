@@ -33,7 +33,11 @@ def run(args: argparse.Namespace) -> int:
         evaluations.append(report)
     if evaluations:
         extra["evaluation"] = evaluations
-    fusion = fusion_checkpoint(Path(args.run))
+    run_path = Path(args.run)
+    fusion = fusion_checkpoint(run_path)
+    if fusion is None and run_path.is_dir() and not (run_path / "model.pt").is_file():
+        raise InputError(f"no checkpoint in {run_path}: a training run folder holds model.pt, "
+                         "fusion.pt or ensemble.pt")
     if fusion is not None:
         from ..training.fusion.export import export_fusion
 

@@ -94,6 +94,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="rotation range, ± degrees (default: %(default)s = the paper's 0.2*180)")
     p.add_argument("--min-detection-confidence", type=float, default=0.5,
                    help="MediaPipe face detection threshold (default: %(default)s)")
+    p.add_argument("--retry-stills", action="store_true",
+                   help="an image with no face is looked at again as analyze looks at a "
+                        "still (a replicated border, then a lower threshold), so training "
+                        "sees the faces only that retry finds")
     p.add_argument("--workers", type=_positive, default=os.cpu_count() or 1,
                    help="worker processes, each with its own MediaPipe landmarker "
                         "(default: all cores, %(default)s)")
@@ -134,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
         class_map=args.class_map, holdout=args.holdout, val=args.val,
         on_bad_image=args.on_bad_image, seed=args.seed, preprocess=variants, pad=args.pad,
         size=args.size, augment_copies=args.augment_copies, max_angle=args.max_angle,
-        min_detection_confidence=args.min_detection_confidence, workers=args.workers,
+        min_detection_confidence=args.min_detection_confidence,
+        retry_stills=args.retry_stills, workers=args.workers,
         chunk_size=args.chunk_size, on_bad_row=args.on_bad_row, force=args.force,
         progress=not args.no_progress, table3_full=args.table3_full)
     opts.resolved()  # a wrong combination of options: exit 2 before --out is touched

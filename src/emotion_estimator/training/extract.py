@@ -63,6 +63,9 @@ class ExtractConfig:
 
     ``extra_candidates``: detections asked of MediaPipe beyond the one face kept (the
     largest): 0 for a FER crop (one face), the runtime's still setting for photos.
+    ``retry_stills``: an image with no face is looked at again as the runtime looks at a
+    still (:class:`~emotion_estimator.stills.StillLandmarker`), so training sees the faces
+    that only the retry finds.
     """
 
     variants: tuple[Preprocess, ...]
@@ -73,6 +76,7 @@ class ExtractConfig:
     face_size: int = DEFAULT_FACE_SIZE
     loader: Callable[[Any], np.ndarray] = pixels
     extra_candidates: int = 0
+    retry_stills: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,11 +159,12 @@ _state: dict = {}
 
 def _init_worker(config: ExtractConfig) -> None:
     from ..blendshapes import FaceLandmarker
+    from ..stills import StillLandmarker
 
     _state["config"] = config
     # A FER crop holds one face: no extra candidates, as the shipped dataset was extracted
     # (asking for extras changes 10 of 35,887 raw detections); photos get the runtime's.
-    _state["landmarker"] = FaceLandmarker(
+    _state["landmarker"] = (StillLandmarker if config.retry_stills else FaceLandmarker)(
         config.model_path, mode="image", min_detection_confidence=config.min_detection_confidence,
         extra_candidates=config.extra_candidates)
 

@@ -71,6 +71,7 @@ class PrepareOptions:
     augment_copies: int | None = None  # FER2013: 1; folder: 0
     max_angle: float = 36.0
     min_detection_confidence: float = 0.5
+    retry_stills: bool = False
     workers: int = 1
     chunk_size: int = 256
     force: bool = False
@@ -163,7 +164,8 @@ def prepare(opts: PrepareOptions) -> dict:
     config = ExtractConfig(variants=variants, seed=opts.seed, max_angle=opts.max_angle,
                            min_detection_confidence=opts.min_detection_confidence,
                            model_path=str(model), face_size=opts.face_size,
-                           loader=source.loader, extra_candidates=source.extra_candidates)
+                           loader=source.loader, extra_candidates=source.extra_candidates,
+                           retry_stills=opts.retry_stills)
     fingerprint = _fingerprint(opts, config, source, ids, copies, kept)
     work = out / WORK / fingerprint
     work.mkdir(parents=True, exist_ok=True)
@@ -205,6 +207,7 @@ def prepare(opts: PrepareOptions) -> dict:
                     "flip_p": 0.5, "split": "train"},
         "preprocess": [v.describe() for v in variants],
         "min_detection_confidence": opts.min_detection_confidence,
+        "retry_stills": opts.retry_stills,
         "features": {**{k: f"v{v}" for k, v in FEATURES.items()}, "face_size": opts.face_size},
         "limit": opts.limit, "workers": opts.workers, "chunk_size": opts.chunk_size,
         "versions": {"mediapipe": mediapipe.__version__, "numpy": np.__version__,
@@ -269,7 +272,8 @@ def _fingerprint(opts: PrepareOptions, config: ExtractConfig, source: Source, id
                 "model": config.model_path, "chunk_size": opts.chunk_size,
                 "features": FEATURES, "face_size": config.face_size,
                 "loader": describe_loader(config.loader),
-                "extra_candidates": config.extra_candidates, "source": source.settings}
+                "extra_candidates": config.extra_candidates, "source": source.settings,
+                **({"retry_stills": True} if config.retry_stills else {})}
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     for array in (ids, copies):
         digest.update(np.ascontiguousarray(array).tobytes())

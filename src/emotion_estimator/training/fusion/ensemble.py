@@ -100,7 +100,8 @@ def combine_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
             "offsets": points["balanced"].tolist(),
             "operating_points": relative_points(points, classes),
             "fine_classes": members[0][1].get("fine_classes", []),
-            "config": {**configs[0], "seeds": [c["seed"] for c in configs]},
+            "config": {**configs[0], "seeds": [c["seed"] for c in configs],
+                       "member_commands": [c.get("command", "") for c in configs]},
             "metrics": metrics}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
