@@ -605,6 +605,7 @@ def test_a_val_split_without_sad_faces_still_finishes(tmp_path) -> None:
     (["--extra", "missing-dataset"], "missing-dataset"),
     (["--extra-repeat", "0"], "--extra-repeat"),
     (["--fine-weight", "-1"], "--fine-weight"),
+    (["--fine-balance", "2"], "--fine-balance"),
 ])
 def test_cli_fusion_bad_extra_options_exit_2(tmp_path, capsys, extra, needle) -> None:
     dataset = tmp_path / "dataset.parquet"
@@ -894,3 +895,19 @@ def test_seeds_with_a_teacher_read_the_data_and_ask_the_teacher_once(run, tmp_pa
     assert calls == [6]  # one teacher pass over the 6 train rows, shared by both seeds
     assert (out / "seed-0" / "fusion.pt").is_file() and (out / "seed-1" / "fusion.pt").is_file()
     assert (out / "ensemble.pt").is_file()
+
+
+def test_fine_balance_weighs_rare_emotions_up() -> None:
+    """``--fine-balance P``: each emotion's loss weight is (mean count / its count) ** P over
+    the rows with a known emotion; P = 0 leaves the head unweighted."""
+    from emotion_estimator.training.fusion.train import fine_class_weights
+
+    fine = np.array([0] * 1 + [3] * 9 + [6] * 4 + [-1] * 50)  # angry 1, happy 9, neutral 4
+    np.testing.assert_allclose(fine_class_weights(fine, 0.0).numpy(), np.ones(7))
+    mean = 14 / 7
+    full = fine_class_weights(fine, 1.0).numpy()
+    np.testing.assert_allclose(full[[0, 3, 6]], [mean / 1, mean / 9, mean / 4], rtol=1e-6)
+    assert full[1] == pytest.approx(mean)  # an emotion with no rows counts as one
+    half = fine_class_weights(fine, 0.5).numpy()
+    np.testing.assert_allclose(half, np.sqrt(full), rtol=1e-6)
+    assert half[0] > 1 > half[6] > half[3]  # the rarer, the heavier

@@ -129,6 +129,10 @@ def add_fusion_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--fine-weight", type=float, default=1.0, metavar="W",
                    help="weight of the 7-expression head over the source emotions (FER2013's "
                         "7; exported as the expression view; 0: none; default: 1)")
+    f.add_argument("--fine-balance", type=float, default=0.0, metavar="P",
+                   help="the expression head's loss weighs each emotion by (mean count / its "
+                        "count) ** P: 0.5 lifts rare disgust and fear, 1 balances fully "
+                        "(default: 0, unweighted)")
     f.add_argument("--cost-weight", type=float, default=1.0, metavar="W",
                    help="weight of the expected-cost term (sad called happy costs most; "
                         "0: plain cross-entropy; default: 1)")
@@ -192,6 +196,8 @@ def fusion_config_from_args(args: argparse.Namespace):
                          "and --hard-weight 0 or more")
     if not 0 <= args.ema < 1:
         raise InputError("--ema must be in [0, 1)")
+    if not 0 <= args.fine_balance <= 1:
+        raise InputError("--fine-balance must be in [0, 1]")
     if not 0 <= args.teacher_weight <= 1:
         raise InputError("--teacher-weight must be in [0, 1]")
     return FusionConfig(
@@ -202,7 +208,8 @@ def fusion_config_from_args(args: argparse.Namespace):
         weight_decay=args.weight_decay, smoothing=args.smoothing,
         class_weights=args.class_weights, augment=args.augment,
         max_sad_as_happy=args.max_sad_as_happy, seed=args.seed, threads=args.threads,
-        fine_weight=args.fine_weight, cost_weight=args.cost_weight,
+        fine_weight=args.fine_weight, fine_balance=args.fine_balance,
+        cost_weight=args.cost_weight,
         hard_weight=args.hard_weight, ema=args.ema, extra=tuple(str(e) for e in args.extra),
         extra_repeat=args.extra_repeat, init=str(args.init or ""),
         teacher=str(args.teacher or ""), teacher_weight=args.teacher_weight,

@@ -59,6 +59,7 @@ class FusionConfig:
     smoothing: float = 0.05
     aux_weight: float = 0.3
     fine_weight: float = 1.0  # the 7-expression head over the source emotions (0: none)
+    fine_balance: float = 0.0  # its classes weighed by (mean count / count) ** fine_balance
     cost_weight: float = 1.0  # expected-cost term: sad -> happy costs most (COSTS)
     hard_weight: float = 2.0  # extra loss weight of hard faces (see hard_examples)
     ema: float = 0.999  # decay of the weight average that is validated and kept (0: off)
@@ -210,6 +211,7 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
         pct_start=0.2)
     xt, tt = _tensors(train, device), torch.from_numpy(train.target).to(device)
     ft = torch.from_numpy(train.fine).to(device) if has_fine else None
+    fine_w = fine_class_weights(train.fine, config.fine_balance).to(device) if has_fine else None
     xv = _tensors(val, device)
     gen = torch.Generator().manual_seed(config.seed)
     hard = hard_examples(train, config.classes)
@@ -259,7 +261,8 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
                                                             w)
                 elif ft is not None and bool((known := ft[idx] >= 0).any()):
                     loss = loss + config.fine_weight * F.cross_entropy(
-                        a[known], ft[idx][known], label_smoothing=config.smoothing)
+                        a[known], ft[idx][known], weight=fine_w,
+                        label_smoothing=config.smoothing)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -389,6 +392,14 @@ def cost_matrix(classes: tuple[str, ...]) -> np.ndarray:
         if true in classes and pred in classes:
             m[classes.index(true), classes.index(pred)] = c
     return m
+
+
+def fine_class_weights(fine: np.ndarray, power: float) -> torch.Tensor:
+    """Per-emotion loss weights of the expression head: ``(mean count / count) ** power``
+    over the rows with a known emotion (``fine >= 0``); all ones at ``power`` 0."""
+    counts = np.bincount(fine[fine >= 0], minlength=len(FINE_CLASSES)).astype(np.float64)
+    weights = (counts.mean() / np.maximum(counts, 1.0)) ** power
+    return torch.tensor(weights, dtype=torch.float32)
 
 
 def hard_examples(split: FusionSplit, classes: tuple[str, ...]) -> np.ndarray:
