@@ -19,7 +19,10 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..errors import InputError
+    from ..training.checkpoint import CHECKPOINT
     from ..training.export import export
+    from ..training.fusion.ensemble import ENSEMBLE
+    from ..training.fusion.train import CHECKPOINT as FUSION_CHECKPOINT
     from .train import _command
 
     extra = {"export_command": _command(), **({"note": args.note} if args.note else {})}
@@ -35,9 +38,9 @@ def run(args: argparse.Namespace) -> int:
         extra["evaluation"] = evaluations
     run_path = Path(args.run)
     fusion = fusion_checkpoint(run_path)
-    if fusion is None and run_path.is_dir() and not (run_path / "model.pt").is_file():
-        raise InputError(f"no checkpoint in {run_path}: a training run folder holds model.pt, "
-                         "fusion.pt or ensemble.pt")
+    if fusion is None and run_path.is_dir() and not (run_path / CHECKPOINT).is_file():
+        raise InputError(f"no checkpoint in {run_path}: a training run folder holds "
+                         f"{CHECKPOINT}, {FUSION_CHECKPOINT} or {ENSEMBLE}")
     if fusion is not None:
         from ..training.fusion.export import export_fusion
 
