@@ -254,6 +254,33 @@ def test_fusion_onnx_on_a_dataset_gives_what_predict_inputs_gives(fusion_model,
         atol=1e-4)
 
 
+def test_an_ensemble_folder_is_scored_as_its_export(fusion_model, tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    from emotion_estimator.classifier import EmotionClassifier
+    from emotion_estimator.training.fusion.export import export_fusion
+
+    run, _ = fusion_model
+    member = torch.load(run / "fusion.pt", weights_only=False)
+    other = {**member, "state_dict": {k: v * 0.5 if v.dtype.is_floating_point else v
+                                      for k, v in member["state_dict"].items()}}
+    folder = tmp_path / "ens"
+    folder.mkdir()
+    torch.save({**member, "members": [member, other], "offsets": [0.0, 0.3, 0.0]},
+               folder / "ensemble.pt")
+    arrays = write_fusion_dataset(tmp_path / "data")
+    export_fusion(folder / "ensemble.pt", tmp_path / "ens.onnx")
+    want = EmotionClassifier.load(tmp_path / "ens.onnx").predict_inputs(arrays)
+    for given in (folder, folder / "ensemble.pt"):
+        table = evaluate(given, tmp_path / "data", "test")["table"]
+        got = table.loc[table["detected"], [f"p_{c}" for c in CLASSES]].to_numpy()
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    single = evaluate(run, tmp_path / "data", "test")["table"]
+    assert np.abs(single.loc[single["detected"], [f"p_{c}" for c in CLASSES]].to_numpy()
+                  - want).max() > 1e-3  # the second member and the offsets count
+    with pytest.raises(InputError, match="ensemble.pt, fusion.pt, model.pt"):
+        load_predictor(tmp_path / "data")
+
+
 def test_predict_inputs_validates_names_shapes_and_dtypes(fusion_model, tmp_path) -> None:
     from emotion_estimator.classifier import EmotionClassifier
 

@@ -9,6 +9,7 @@ left/right symmetric so that a flip keeps the label.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -267,7 +268,7 @@ def test_cli_export_takes_a_fusion_run_folder(run, tmp_path, capsys) -> None:
     assert cli(["export", str(out), "--out", str(tmp_path / "m.onnx"), "--note", "n"]) == 0
     stored = json.loads(metadata_path(tmp_path / "m.onnx").read_text())
     assert stored["model"]["kind"] == "fusion" and stored["note"] == "n"
-    assert stored["model"]["layout"] == "members"  # one run: nothing to widen
+    assert stored["model"]["layout"] == "folded"  # one run: constants folded into layers
     assert "1 member(s)" in capsys.readouterr().out
     assert EmotionClassifier.load(tmp_path / "m.onnx").needs_image
     bad = tmp_path / "bad"
@@ -672,6 +673,76 @@ def test_cost_term_makes_sad_called_happy_the_dearest_error() -> None:
     weighted = _loss(torch.cat([as_happy, as_unknown]), torch.cat([sad, sad]), None, 0.0,
                      torch.tensor([3.0, 1.0]))
     assert weighted.item() == pytest.approx((3 * plain[0] + plain[1]) / 4, rel=1e-5)
+
+
+def test_one_run_is_exported_folded_with_the_expression_view_in_order(run, tmp_path) -> None:
+    import onnxruntime as ort
+
+    from emotion_estimator.training.fusion.export import probabilities_module
+
+    out, _, splits = run
+    ckpt = torch.load(out / CHECKPOINT, weights_only=False)
+    ckpt["fine_temperature"] = 1.6  # away from 1, so a missed fold shows
+    torch.save(ckpt, tmp_path / CHECKPOINT)
+    meta = export_fusion(tmp_path / CHECKPOINT, tmp_path / "f.onnx")
+    assert meta["model"]["layout"] == "folded" and meta["onnx_torch_max_abs_diff"] <= 1e-4
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "f.onnx")).graph.node]
+    # batch norms, the expression reorder, the temperature and log-softmax steps: all folded
+    assert not {"BatchNormalization", "Gather", "Log", "Clip"} & set(ops)
+    assert ops.count("Softmax") == 2
+    plain = probabilities_module(ckpt)  # what the graph replaces, traced as it is
+    traced = tmp_path / "plain.onnx"
+    feeds = {k: v[:7] for k, v in splits["val"].inputs.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+        torch.onnx.export(plain, tuple(torch.from_numpy(v) for v in feeds.values()), traced,
+                          input_names=list(feeds), dynamo=False)
+    assert len(ops) < len(onnx.load(str(traced)).graph.node) * 0.8
+    probs, expr = ort.InferenceSession(str(tmp_path / "f.onnx")).run(None, feeds)
+    model, _ = load_fusion(tmp_path / CHECKPOINT)
+    with torch.no_grad():
+        logits, aux = model(**{k: torch.from_numpy(v) for k, v in feeds.items()})
+    order = [[SOURCE_NAMES[i] for i in ckpt["fine_classes"]].index(e) for e in EXPRESSIONS]
+    want = torch.softmax(aux["fine"] / 1.6, -1).numpy()[:, order]
+    np.testing.assert_allclose(expr, want, atol=1e-5)
+    z = logits.numpy() / ckpt["temperature"] + np.array(ckpt["offsets"])
+    np.testing.assert_allclose(probs, np.exp(z) / np.exp(z).sum(1, keepdims=True), atol=1e-5)
+
+
+def test_a_separable_stem_starts_from_a_full_stem_run_and_exports(run, tmp_path) -> None:
+    from emotion_estimator.training.fusion.ensemble import ENSEMBLE, combine_runs
+    from emotion_estimator.training.fusion.model import FusionDimensions, FusionNet
+    from emotion_estimator.training.fusion.train import start_from
+
+    out, ckpt, splits = run
+    dims = {**ckpt["dims"], "inputs": tuple(ckpt["dims"]["inputs"]), "stem": "separable"}
+    model = FusionNet(FusionDimensions(**dims))
+    fresh = start_from(model, out)
+    assert fresh == ["branches.face.stem.3", "branches.face.stem.4", "branches.face.stem.5"]
+    theirs = ckpt["state_dict"]
+    for name, value in model.state_dict().items():
+        if not name.startswith("branches.face.stem.") or name.split(".")[3] in "012":
+            assert torch.equal(value, theirs[name]), name
+    narrower = FusionNet(FusionDimensions(**{**dims, "width": 16}))
+    with pytest.raises(InputError, match="width"):
+        start_from(narrower, out)
+
+    runs = []
+    for seed in (0, 1):
+        lines: list[str] = []
+        train_fusion(config(epochs=1, seed=seed, stem="separable", init=str(out)),
+                     tmp_path / f"s{seed}", splits=splits, log=lines.append)
+        assert any("another stem" in line for line in lines)
+        runs.append(tmp_path / f"s{seed}")
+    one = export_fusion(runs[0] / CHECKPOINT, tmp_path / "one.onnx")
+    assert one["model"]["stem"] == "separable" and one["onnx_torch_max_abs_diff"] <= 1e-4
+    combine_runs(runs, tmp_path, log=quiet, val=splits["val"])
+    both = export_fusion(tmp_path / ENSEMBLE, tmp_path / "ens.onnx")
+    assert both["model"]["layout"] == "wide" and both["onnx_torch_max_abs_diff"] <= 1e-4
+    layers = [sum(n.op_type in ("Conv", "Gemm", "MatMul")
+                  for n in onnx.load(str(tmp_path / f)).graph.node)
+              for f in ("one.onnx", "ens.onnx")]
+    assert layers[0] == layers[1] > 0  # the stem's extra layer widened like the others
 
 
 def test_an_ensemble_of_runs_is_one_graph_with_both_views_and_points(tmp_path) -> None:

@@ -281,7 +281,7 @@ class EmotionClassifier:
             feeds = features.build(self.inputs, faces, image)
         except ValueError as exc:
             raise InputError(str(exc)) from exc
-        return self.predict_views(feeds)
+        return self._views(feeds)  # built to the metadata's shapes and types: no checks
 
     def _empty(self) -> tuple[np.ndarray, np.ndarray | None]:
         return (np.zeros((0, len(self.classes)), np.float32),
@@ -321,10 +321,12 @@ class EmotionClassifier:
                                  f"{ {k: len(v) for k, v in inputs.items()} }")
             n = len(arr)
             feeds[name] = arr
-        if not n:
-            return self._empty()
+        return self._views(feeds) if n else self._empty()
+
+    def _views(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Checked inputs of at least one face -> both views."""
         if self._legacy:  # selection and standardisation of the blendshape model
-            name = wanted[0]
+            name = self.inputs[0]["name"]
             feeds[name] = (feeds[name][:, self._columns].astype(np.float32) - self._mean) \
                 * self._scale
         return self._run(feeds)

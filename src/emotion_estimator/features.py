@@ -54,23 +54,24 @@ def _check_image(image: Any, what: str) -> np.ndarray:
     return image
 
 
-def _scale(width: int, height: int) -> np.ndarray:
-    """Normalised landmarks -> pixel units (z scaled like x, as MediaPipe defines it)."""
-    return np.array([width, height, width], np.float32)
-
-
-EyeFrame = tuple[np.ndarray, np.ndarray, np.ndarray]
+EyeFrame = list[tuple[float, float, float, float, float]]
 
 
 def eye_frame(landmarks: np.ndarray, width: int, height: int) -> EyeFrame:
-    """Per face of ``(n, 478, 3)`` normalised landmarks: the eyes' midpoint ``(n, 2)`` in
-    pixels, the eye line's unit direction ``(n, 2)`` and the inter-ocular distance ``(n,)``
-    (at least 1e-6). Each eye is the mean of its two corners: four points per face."""
-    c = landmarks[:, EYE_CORNERS, :2].astype(np.float32) * _scale(width, height)[:2]
-    right, left = (c[:, 0] + c[:, 1]) / 2, (c[:, 2] + c[:, 3]) / 2
-    d = left - right
-    dist = np.maximum(np.hypot(d[:, 0], d[:, 1]), np.float32(1e-6))
-    return (right + left) / 2, d / dist[:, None], dist
+    """Per face of ``(n, 478, 3)`` normalised landmarks: the eyes' midpoint ``x, y`` in pixels,
+    the eye line's unit direction ``cos, sin`` and the inter-ocular distance (at least 1e-6),
+    as floats. Each eye is the mean of its two corners: four points per face.
+
+    (Plain float arithmetic: per face, numpy calls on a few numbers cost more than the sums.)
+    """
+    frames = []
+    for (ax, ay), (bx, by), (cx, cy), (dx, dy) in landmarks[:, EYE_CORNERS, :2].tolist():
+        rx, ry = (ax + bx) * width / 2, (ay + by) * height / 2
+        lx, ly = (cx + dx) * width / 2, (cy + dy) * height / 2
+        ex, ey = lx - rx, ly - ry
+        dist = max(math.hypot(ex, ey), 1e-6)
+        frames.append(((rx + lx) / 2, (ry + ly) / 2, ex / dist, ey / dist, dist))
+    return frames
 
 
 def _stack(faces: Sequence[Face]) -> np.ndarray:
@@ -82,17 +83,23 @@ def _stack(faces: Sequence[Face]) -> np.ndarray:
 def aligned_batch(landmarks: np.ndarray, width: int, height: int,
                   frame: EyeFrame | None = None) -> np.ndarray:
     """``landmarks`` v1 of ``(n, 478, 3)`` normalised landmarks at once -> ``(n, 478, 3)``
-    (``frame``: their :func:`eye_frame`, when already computed)."""
-    p = landmarks.astype(np.float32) * _scale(width, height)
-    mid, unit, dist = frame if frame is not None else eye_frame(landmarks, width, height)
-    c, s = unit[:, :1], unit[:, 1:]
-    x, y = p[:, :, 0] - mid[:, :1], p[:, :, 1] - mid[:, 1:]
-    out = np.empty_like(p)
-    out[:, :, 0] = c * x + s * y
-    out[:, :, 1] = -s * x + c * y
-    out[:, :, 2] = p[:, :, 2] - p[:, :, 2].sum(axis=1, keepdims=True) / np.float32(p.shape[1])
-    out /= dist[:, None, None]
-    return out
+    float32 (``frame``: their :func:`eye_frame`, when already computed).
+
+    Pixel scaling, rotation, centring and scaling are one affine map per face: one matrix
+    product over its landmarks.
+    """
+    frame = frame if frame is not None else eye_frame(landmarks, width, height)
+    landmarks = landmarks.astype(np.float32, copy=False)
+    if not frame:
+        return np.zeros((0, N_LANDMARKS, 3), np.float32)
+    z_mean = landmarks[:, :, 2].mean(axis=1, dtype=np.float64).tolist()
+    maps, shifts = [], []
+    for (mx, my, c, s, dist), zm in zip(frame, z_mean, strict=True):
+        w, h = width / dist, height / dist
+        maps.append([[c * w, -s * w, 0.0], [s * h, c * h, 0.0], [0.0, 0.0, w]])
+        shifts.append([-(c * mx + s * my) / dist, (s * mx - c * my) / dist, -w * zm])
+    return (np.matmul(landmarks, np.array(maps, np.float32))
+            + np.array(shifts, np.float32)[:, None, :])
 
 
 def aligned_landmarks(face: Face, width: int, height: int) -> np.ndarray:
@@ -103,14 +110,13 @@ def aligned_landmarks(face: Face, width: int, height: int) -> np.ndarray:
 def transforms(landmarks: np.ndarray, width: int, height: int, size: int,
                frame: EyeFrame | None = None) -> np.ndarray:
     """``(n, 2, 3)`` similarities mapping frame pixels to each face's aligned crop."""
-    mid, unit, dist = frame if frame is not None else eye_frame(landmarks, width, height)
-    cs = unit.astype(np.float64) * (IOD * size / dist.astype(np.float64))[:, None]
-    m = np.empty((len(cs), 2, 3))
-    m[:, 0, 0], m[:, 0, 1] = cs[:, 0], cs[:, 1]
-    m[:, 1, 0], m[:, 1, 1] = -cs[:, 1], cs[:, 0]
-    m[:, :, 2] = np.array([0.5 * size, EYE_Y * size]) - np.einsum("nij,nj->ni", m[:, :, :2],
-                                                                   mid)
-    return m
+    rows = []
+    for mx, my, c, s, dist in frame if frame is not None else eye_frame(landmarks, width,
+                                                                          height):
+        a, b = c * IOD * size / dist, s * IOD * size / dist
+        rows.append([[a, b, 0.5 * size - (a * mx + b * my)],
+                     [-b, a, EYE_Y * size - (a * my - b * mx)]])
+    return np.array(rows, np.float64).reshape(-1, 2, 3)
 
 
 def face_transform(face: Face, width: int, height: int, size: int) -> np.ndarray:

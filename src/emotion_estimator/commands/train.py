@@ -113,6 +113,10 @@ def add_fusion_arguments(p: argparse.ArgumentParser) -> None:
                    help="FER+ fer2013new.csv (same row order), for a dataset without ferplus_* "
                         "vote columns")
     f.add_argument("--width", type=int, default=32, help="CNN channels after the stem")
+    f.add_argument("--stem", choices=["full", "separable"], default="full",
+                   help="the CNN stem's stride-2 layer: a full 3x3 convolution, or depthwise "
+                        "3x3 + 1x1 at an eighth of the multiply-adds (separable; --init from a "
+                        "full-stem run takes every other layer)")
     f.add_argument("--no-augment", dest="augment", action="store_false",
                    help="train without augmentation")
     f.add_argument("--max-sad-as-happy", type=float, default=0.02,
@@ -203,7 +207,8 @@ def fusion_config_from_args(args: argparse.Namespace):
     return FusionConfig(
         dataset=str(args.dataset), inputs=tuple(n for n in INPUT_NAMES if n in inputs),
         preprocess=args.preprocess.split(",")[0].strip(), labels=args.labels,
-        ferplus=str(args.ferplus or ""), width=args.width, dropout=args.dropout,
+        ferplus=str(args.ferplus or ""), width=args.width, stem=args.stem,
+        dropout=args.dropout,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, smoothing=args.smoothing,
         class_weights=args.class_weights, augment=args.augment,

@@ -36,6 +36,7 @@ from .fusion.data import decode_inputs, require_columns
 from .metrics import classification_metrics
 
 FUSION_CHECKPOINT = "fusion.pt"  # fusion.train.CHECKPOINT (that module imports torch)
+ENSEMBLE_CHECKPOINT = "ensemble.pt"  # fusion.ensemble.ENSEMBLE
 BATCH = 512  # rows per prediction call
 
 
@@ -74,24 +75,25 @@ def blendshape_predictor(predict: Callable[[np.ndarray], np.ndarray], classes: S
 
 
 def load_predictor(path: str | os.PathLike) -> Predictor:
-    """A :class:`Predictor` for an ``.onnx`` model (or a shipped one by name), a run folder,
-    a blendshape ``model.pt`` or a ``fusion.pt``."""
+    """A :class:`Predictor` for an ``.onnx`` model (or a shipped one by name), a run or
+    ensemble folder, a blendshape ``model.pt``, a ``fusion.pt`` or an ``ensemble.pt``."""
     from ..classifier import resolve_model, shipped_models
 
     model = resolve_model(path)
     if model.suffix == ".onnx":
         return onnx_predictor(model)
+    names = (ENSEMBLE_CHECKPOINT, FUSION_CHECKPOINT, "model.pt")
     if model.is_dir():
-        found = [model / n for n in (FUSION_CHECKPOINT, "model.pt") if (model / n).is_file()]
+        found = [model / n for n in names if (model / n).is_file()]
         if not found:
-            raise InputError(f"{model} holds no {FUSION_CHECKPOINT} or model.pt (not a "
-                             "training run folder)")
+            raise InputError(f"{model} holds no {', '.join(names)} (not a training run or "
+                             "ensemble folder)")
         model = found[0]
     if not model.is_file():
-        raise InputError(f"model not found: {path} (an exported .onnx, a training run folder, "
-                         f"its model.pt / {FUSION_CHECKPOINT}, or a shipped model: "
+        raise InputError(f"model not found: {path} (an exported .onnx, a training run or "
+                         f"ensemble folder, its {' / '.join(names)}, or a shipped model: "
                          f"{', '.join(shipped_models())})")
-    if model.name == FUSION_CHECKPOINT:
+    if model.name in (FUSION_CHECKPOINT, ENSEMBLE_CHECKPOINT):
         return fusion_predictor(model)
     return blendshape_checkpoint_predictor(model)
 
@@ -113,7 +115,8 @@ def onnx_predictor(path: str | os.PathLike) -> Predictor:
 
 
 def fusion_predictor(path: str | os.PathLike) -> Predictor:
-    """A trained fusion run's ``fusion.pt`` computed as its export computes it
+    """A trained fusion run's ``fusion.pt`` (or an ensemble's ``ensemble.pt``) computed as
+    its export computes it
     (:func:`.fusion.export.probabilities_module`: ``softmax(logits / T + offsets)`` and, with
     a calibrated 7-way head, the expression view); its operating points from the checkpoint."""
     import torch

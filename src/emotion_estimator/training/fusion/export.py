@@ -21,6 +21,7 @@ from ...errors import InputError
 from ...expressions import EXPRESSIONS, SOURCE_NAMES
 from ...features import FEATURES, N_LANDMARKS
 from ..export import OPSET
+from .fold import fold
 from .model import FusionNet, FusionProbabilities, checkpoint_members
 from .wide import widen
 
@@ -52,15 +53,16 @@ def probabilities_module(ckpt: dict[str, Any]) -> FusionProbabilities:
 def export_fusion(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
                   check: bool = True, **extra: Any) -> dict[str, Any]:
     """Write ``out`` (.onnx) and its .json from ``fusion.pt`` or ``ensemble.pt``; returns the
-    metadata. An ensemble of same-shaped members is written as one wide network
-    (:mod:`.wide`), checked against the members run one by one."""
+    metadata. One run is written with its constants folded into its layers (:mod:`.fold`),
+    an ensemble of same-shaped members as one wide network (:mod:`.wide`); either is checked
+    against the trained members run as they are."""
     try:
         ckpt = torch.load(Path(checkpoint), map_location="cpu", weights_only=False)
         module = probabilities_module(ckpt)
     except (OSError, EOFError, RuntimeError, ValueError, KeyError, TypeError,
             pickle.UnpicklingError) as exc:
         raise InputError(f"not a fusion checkpoint: {checkpoint} ({exc})") from exc
-    graph = widen(module)
+    graph = fold(module) if len(module.members) == 1 else widen(module)
     members = checkpoint_members(ckpt)
     first = members[0]
     names, size = module.names, module.model.dims.face_size
@@ -86,7 +88,8 @@ def export_fusion(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
         "temperature": [m["temperature"] for m in members] if len(members) > 1
         else ckpt["temperature"], "offsets": ckpt["offsets"],
         "model": {"kind": "fusion", "members": len(members), **first["dims"],
-                  "layout": "wide" if graph is not module else "members"},
+                  "layout": ("members" if graph is module else "folded"
+                             if len(members) == 1 else "wide")},
         "command": ckpt["config"].get("command", ""), "training": ckpt["config"],
         "training_data": ckpt["metrics"].get("data", {}),
         "metrics": {k: v for k, v in ckpt["metrics"].items() if k != "data"},

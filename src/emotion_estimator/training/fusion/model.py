@@ -27,6 +27,7 @@ class FusionDimensions:
     n_classes: int = 3
     face_size: int = 48
     width: int = 32  # channels after the stem; stages double it
+    stem: str = "full"  # its stride-2 layer: "full" 3x3 conv | "separable" depthwise + 1x1
     landmark_hidden: int = 128
     head_hidden: int = 128
     dropout: float = 0.3
@@ -65,17 +66,30 @@ class _Stage(nn.Module):
         return self.body(x) + self.skip(x)
 
 
+STEMS = ("full", "separable")
+
+
+def _stem(w: int, kind: str) -> nn.Sequential:
+    """Full-resolution 3x3 conv to ``3w/4`` channels, then the stride-2 step to ``w``: a full
+    3x3 convolution (``full``) or, at an eighth of its multiply-adds, a depthwise 3x3 + 1x1
+    (``separable``)."""
+    if kind not in STEMS:
+        raise ValueError(f"unknown stem {kind!r} (one of {', '.join(STEMS)})")
+    c = w * 3 // 4
+    down = ([nn.Conv2d(c, w, 3, stride=2, padding=1, bias=False)] if kind == "full" else
+            [nn.Conv2d(c, c, 3, stride=2, padding=1, groups=c, bias=False),
+             nn.Conv2d(c, w, 1, bias=False)])
+    return nn.Sequential(nn.Conv2d(1, c, 3, padding=1, bias=False), nn.BatchNorm2d(c),
+                         nn.ReLU(), *down, nn.BatchNorm2d(w), nn.ReLU())
+
+
 class FaceBranch(nn.Module):
     """Greyscale crop ``(n, s, s)`` uint8 -> features; per-image contrast normalisation."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, stem: str = "full") -> None:
         super().__init__()
         w = width
-        self.stem = nn.Sequential(
-            nn.Conv2d(1, w * 3 // 4, 3, padding=1, bias=False), nn.BatchNorm2d(w * 3 // 4),
-            nn.ReLU(),
-            nn.Conv2d(w * 3 // 4, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w),
-            nn.ReLU())
+        self.stem = _stem(w, stem)
         self.stages = nn.Sequential(_Stage(w, 2 * w), _Stage(2 * w, 4 * w))
         self.top = _sep(4 * w, 6 * w)
         self.out_features = 6 * w
@@ -113,7 +127,7 @@ class FusionNet(nn.Module):
         self.dims = dims
         branches: dict[str, nn.Module] = {}
         if "face" in dims.inputs:
-            branches["face"] = FaceBranch(dims.width)
+            branches["face"] = FaceBranch(dims.width, dims.stem)
         if "landmarks" in dims.inputs:
             branches["landmarks"] = VectorBranch(N_LANDMARKS * 3, dims.landmark_hidden, 128,
                                                  dims.dropout)

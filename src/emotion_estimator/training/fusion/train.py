@@ -51,6 +51,7 @@ class FusionConfig:
     labels: str = "fer"  # fer | ferplus (FER+ vote shares) | source | blend (see .data)
     ferplus: str = ""
     width: int = 32
+    stem: str = "full"  # model.STEMS
     dropout: float = 0.3
     epochs: int = 36
     batch_size: int = 128
@@ -180,7 +181,8 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
     face_size = train.inputs["face"].shape[1] if "face" in train.inputs else 48
     has_fine = config.fine_weight > 0 and train.fine is not None and bool((train.fine >= 0).any())
     dims = FusionDimensions(inputs=tuple(config.inputs), n_classes=len(config.classes),
-                            face_size=face_size, width=config.width, dropout=config.dropout,
+                            face_size=face_size, width=config.width, stem=config.stem,
+                            dropout=config.dropout,
                             n_fine=len(FINE_CLASSES) if has_fine else 0,
                             fine_hidden=128 if has_fine else 0)
     model = FusionNet(dims)
@@ -191,8 +193,9 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
             stats[name] = (x.mean(0), x.std(0))
     model.set_stats(stats)
     if config.init:
-        start_from(model, config.init)
-        log(f"starting from the weights of {config.init}")
+        fresh = start_from(model, config.init)
+        log(f"starting from the weights of {config.init}"
+            + (f" (another stem: {', '.join(fresh)} start fresh)" if fresh else ""))
     if "landmarks" in train.inputs:
         lm_perm = torch.from_numpy(landmark_mirror(train.inputs["landmarks"].mean(0))).to(device)
     bs_perm = torch.from_numpy(blendshape_mirror()).to(device)
@@ -352,9 +355,10 @@ def training_splits(config: FusionConfig,
             for split in splits}
 
 
-def start_from(model: FusionNet, init: str | os.PathLike) -> None:
+def start_from(model: FusionNet, init: str | os.PathLike) -> list[str]:
     """Load a trained run's weights (and its input statistics) into ``model`` of the same
-    shape; a clear error where the run is missing or of another shape."""
+    shape, or of another stem (then every layer of the same shape is taken); a clear error
+    where the run is missing or of another shape. Returns the layers left fresh."""
     from ...errors import InputError
 
     path = Path(init)
@@ -368,11 +372,15 @@ def start_from(model: FusionNet, init: str | os.PathLike) -> None:
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is the user's input
         raise InputError(f"--init: cannot read {path}: {exc}") from exc
     mine = model.dims.to_dict()
-    differ = sorted(k for k in mine if theirs.get(k) != mine[k])
-    if differ:
+    differ = sorted(k for k in mine if theirs.get(k, "full" if k == "stem" else None) != mine[k])
+    if differ and differ != ["stem"]:
         raise InputError(f"--init: {path} is a model of another shape ({', '.join(differ)} "
                          "differ): train with the same inputs, width and heads")
-    model.load_state_dict(ckpt["state_dict"])
+    state, own = ckpt["state_dict"], model.state_dict()
+    if differ:
+        state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(state, strict=not differ)
+    return list(dict.fromkeys(k.rsplit(".", 1)[0] for k in own if k not in state))
 
 
 def config_from_dict(d: dict[str, Any]) -> FusionConfig:

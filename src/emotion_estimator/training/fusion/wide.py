@@ -99,9 +99,13 @@ class _WideFace(nn.Module):
     def __init__(self, branches: list[nn.Module]) -> None:
         super().__init__()
         stems = [b.stem for b in branches]
+        down = ([_conv([s[3] for s in stems], [s[4] for s in stems], False)]
+                if len(stems[0]) == 6 else  # model._stem: full, else separable
+                [_conv([s[3] for s in stems], None, False),
+                 _conv([s[4] for s in stems], [s[5] for s in stems], False)])
         self.net = nn.Sequential(
             _conv([s[0] for s in stems], [s[1] for s in stems], True), nn.ReLU(),
-            _conv([s[3] for s in stems], [s[4] for s in stems], False), nn.ReLU(),
+            *down, nn.ReLU(),
             *[_WideStage([b.stages[i] for b in branches]) for i in range(len(branches[0].stages))],
             *_sep([b.top for b in branches]))
 
