@@ -709,6 +709,21 @@ def test_one_run_is_exported_folded_with_the_expression_view_in_order(run, tmp_p
     np.testing.assert_allclose(probs, np.exp(z) / np.exp(z).sum(1, keepdims=True), atol=1e-5)
 
 
+def test_a_run_without_expressions_or_landmarks_is_folded_too(tmp_path) -> None:
+    import onnxruntime as ort
+
+    splits = {k: replace(v, inputs={n: a for n, a in v.inputs.items() if n != "landmarks"})
+              for k, v in toy_splits(fine=False).items()}
+    train_fusion(config(epochs=1, inputs=("face", "blendshapes"), fine_weight=0.0),
+                 tmp_path / "run", splits=splits, log=quiet)
+    meta = export_fusion(tmp_path / "run" / CHECKPOINT, tmp_path / "m.onnx")
+    assert meta["model"]["layout"] == "folded" and meta["onnx_torch_max_abs_diff"] <= 1e-4
+    assert meta["expressions"] is None
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    assert [i.name for i in session.get_inputs()] == ["face", "blendshapes"]
+    assert [o.name for o in session.get_outputs()] == ["probs"]
+
+
 def test_a_separable_stem_starts_from_a_full_stem_run_and_exports(run, tmp_path) -> None:
     from emotion_estimator.training.fusion.ensemble import ENSEMBLE, combine_runs
     from emotion_estimator.training.fusion.model import FusionDimensions, FusionNet
