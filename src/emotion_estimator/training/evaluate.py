@@ -84,11 +84,14 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
         return onnx_predictor(model)
     names = (ENSEMBLE_CHECKPOINT, FUSION_CHECKPOINT, "model.pt")
     if model.is_dir():
-        found = [model / n for n in names if (model / n).is_file()]
-        if not found:
+        from .fusion.ensemble import folder_checkpoint  # imports torch: any checkpoint needs it
+
+        found = folder_checkpoint(model) or next(
+            (model / n for n in names[2:] if (model / n).is_file()), None)
+        if found is None:
             raise InputError(f"{model} holds no {', '.join(names)} (not a training run or "
                              "ensemble folder)")
-        model = found[0]
+        model = found
     if not model.is_file():
         raise InputError(f"model not found: {path} (an exported .onnx, a training run or "
                          f"ensemble folder, its {' / '.join(names)}, or a shipped model: "
