@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .model import FaceBranch, FusionProbabilities, VectorBranch, _Stage
-from .wide import _bn_scale
+from .wide import _bn_scale, flat_layers
 
 
 def _absorb(layer: nn.Module, scale: Tensor, shift: Tensor) -> nn.Module:
@@ -36,18 +36,11 @@ def _absorb(layer: nn.Module, scale: Tensor, shift: Tensor) -> nn.Module:
     return out
 
 
-def _layers(module: nn.Module) -> list[nn.Module]:
-    """Nested sequentials as one flat list of layers."""
-    if isinstance(module, nn.Sequential):
-        return [layer for child in module for layer in _layers(child)]
-    return [module]
-
-
 def _folded(module: nn.Module) -> nn.Sequential:
     """``module`` (in eval mode) with each batch norm folded into the layer before it and the
     dropouts left out."""
     layers: list[nn.Module] = []
-    for layer in _layers(module):
+    for layer in flat_layers(module):
         if isinstance(layer, nn.Dropout):
             continue
         if isinstance(layer, nn.BatchNorm1d | nn.BatchNorm2d):

@@ -76,18 +76,34 @@ def _dense(linears: list[nn.Linear], bns: list[nn.BatchNorm1d] | None = None,
     return _conv(convs, wide_bns, shared)
 
 
-def _sep(seps: list[nn.Sequential]) -> list[nn.Module]:
-    """``model._sep`` (depthwise, pointwise, batch norm, ReLU) of every member, widened."""
-    return [_conv([s[0] for s in seps], None, False),
-            _conv([s[1] for s in seps], [s[2] for s in seps], False), nn.ReLU()]
+def flat_layers(module: nn.Module) -> list[nn.Module]:
+    """Nested sequentials as one flat list of layers."""
+    if isinstance(module, nn.Sequential):
+        return [layer for child in module for layer in flat_layers(child)]
+    return [module]
+
+
+def _layers(seqs: list[nn.Sequential], shared: bool = False) -> list[nn.Module]:
+    """The members' sequences of convolutions (each optionally followed by its batch norm),
+    ReLUs and pools (``model._stem``, ``model._sep``), widened layer by layer; ``shared``:
+    the first convolution reads the shared crop."""
+    layers: list[nn.Module] = []
+    rows = list(zip(*map(flat_layers, seqs), strict=True))
+    for i, row in enumerate(rows):
+        if isinstance(row[0], nn.Conv2d):
+            bns = rows[i + 1] if i + 1 < len(rows) and isinstance(rows[i + 1][0],
+                                                                 nn.BatchNorm2d) else None
+            layers.append(_conv(list(row), list(bns) if bns else None, shared and not layers))
+        elif not isinstance(row[0], nn.BatchNorm2d):  # ReLU, pool: no weights
+            layers.append(row[0])
+    return layers
 
 
 class _WideStage(nn.Module):
     def __init__(self, stages: list[_Stage]) -> None:
         super().__init__()
-        self.body = nn.Sequential(*_sep([s.body[0] for s in stages]),
-                                  *_sep([s.body[1] for s in stages]), nn.MaxPool2d(2))
-        self.skip = _conv([s.skip[0] for s in stages], [s.skip[1] for s in stages], False)
+        self.body = nn.Sequential(*_layers([s.body for s in stages]))
+        self.skip = nn.Sequential(*_layers([s.skip for s in stages]))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x) + self.skip(x)
@@ -98,16 +114,10 @@ class _WideFace(nn.Module):
 
     def __init__(self, branches: list[nn.Module]) -> None:
         super().__init__()
-        stems = [b.stem for b in branches]
-        down = ([_conv([s[3] for s in stems], [s[4] for s in stems], False)]
-                if len(stems[0]) == 6 else  # model._stem: full, else separable
-                [_conv([s[3] for s in stems], None, False),
-                 _conv([s[4] for s in stems], [s[5] for s in stems], False)])
         self.net = nn.Sequential(
-            _conv([s[0] for s in stems], [s[1] for s in stems], True), nn.ReLU(),
-            *down, nn.ReLU(),
+            *_layers([b.stem for b in branches], shared=True),
             *[_WideStage([b.stages[i] for b in branches]) for i in range(len(branches[0].stages))],
-            *_sep([b.top for b in branches]))
+            *_layers([b.top for b in branches]))
 
     def forward(self, face: Tensor) -> Tensor:
         x = face.float().unsqueeze(1) / 255.0
