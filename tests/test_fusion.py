@@ -760,6 +760,84 @@ def test_a_separable_stem_starts_from_a_full_stem_run_and_exports(run, tmp_path)
     assert layers[0] == layers[1] > 0  # the stem's extra layer widened like the others
 
 
+def redundant_run(run, tmp_path: Path, support: np.ndarray) -> Path:
+    """The toy run with stem channels 4 and 5 copies of 0 and 1 (weights and batch norm) and
+    a landmark layer that reads only the coordinates ``support``: what compressing to 4
+    channels and ``len(support)`` coordinates can drop without losing anything."""
+    out, ckpt, _ = run
+    ckpt = torch.load(out / CHECKPOINT, weights_only=False)
+    state = ckpt["state_dict"]
+    for name in ("branches.face.stem.0.weight", *(f"branches.face.stem.1.{k}" for k in
+                 ("weight", "bias", "running_mean", "running_var"))):
+        state[name][4:6] = state[name][0:2].clone()
+    first = state["branches.landmarks.body.0.weight"]
+    dropped = np.setdiff1d(np.arange(first.shape[1]), support)
+    first[:, dropped] = 0.0
+    first[:, support] = torch.sign(first[:, support]) * (0.5 + first[:, support].abs())
+    torch.save(ckpt, tmp_path / CHECKPOINT)
+    return tmp_path / CHECKPOINT
+
+
+def test_compressing_drops_what_adds_nothing_and_keeps_the_function(run, tmp_path) -> None:
+    import onnxruntime as ort
+
+    from emotion_estimator.training.fusion.compress import Compression
+
+    support = np.random.default_rng(3).choice(N_LANDMARKS * 3, 20, replace=False)
+    checkpoint = redundant_run(run, tmp_path, support)
+    plain = export_fusion(checkpoint, tmp_path / "plain.onnx")
+    assert "compressed" not in plain["model"]
+    train, val = toy_split(3000, 7).inputs, toy_split(200, 8).inputs
+    meta = export_fusion(checkpoint, tmp_path / "small.onnx", rows=(train, val),
+                         compression=Compression(stem_channels=4, landmark_coordinates=20))
+    done = meta["model"]["compressed"]
+    assert done["stem_channels"] == [6, 4] and done["landmark_coordinates"] == [1434, 20]
+    assert done["stem_unexplained"] < 1e-6 and done["landmarks_unexplained"] < 1e-6
+    assert done["validation"]["same_class"] == 1.0 and done["validation"]["rows"] == 200
+    assert done["validation"]["max_abs_diff"] < 1e-4 and meta["onnx_torch_max_abs_diff"] < 1e-4
+    graph = onnx.load(str(tmp_path / "small.onnx")).graph
+    weights = {t.name: list(t.dims) for t in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert weights[convs[0].input[1]] == [4, 1, 3, 3] and weights[convs[1].input[1]][1] == 4
+    gather = next(n for n in graph.node if n.op_type == "Gather")
+    index = next(t for t in graph.initializer if t.name == gather.input[1])
+    assert sorted(onnx.numpy_helper.to_array(index).tolist()) == sorted(support.tolist())
+    feeds = {k: v[:50] for k, v in val.items()}
+    want = ort.InferenceSession(str(tmp_path / "plain.onnx")).run(None, feeds)
+    got = ort.InferenceSession(str(tmp_path / "small.onnx")).run(None, feeds)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    assert (tmp_path / "small.onnx").stat().st_size < (tmp_path / "plain.onnx").stat().st_size
+
+
+def test_cli_compress_fits_on_the_runs_training_data_or_says_why_not(run, tmp_path,
+                                                                     capsys) -> None:
+    out, _, _ = run
+    target = tmp_path / "m.onnx"
+    assert cli(["export", str(out), "--out", str(target), "--compress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "training data" in err[0] and not target.exists()
+    data = write_dataset(tmp_path / "fer", ("pad",), ["happy", "sad", "fear"] * 10,
+                         ["train"] * 24 + ["val"] * 6)
+    ckpt = torch.load(out / CHECKPOINT, weights_only=False)
+    ckpt["config"]["dataset"], ckpt["config"]["extra"] = str(data), []
+    (tmp_path / "run").mkdir()
+    torch.save(ckpt, tmp_path / "run" / CHECKPOINT)
+    for bad, needle in ((["--stem-channels", "7"], "stem channels: 1..6"),
+                        (["--landmark-coordinates", "0"], "at least 1")):
+        assert cli(["export", str(tmp_path / "run"), "--out", str(target), "--compress",
+                    *bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0] and not target.exists()
+    assert cli(["export", str(tmp_path / "run"), "--out", str(target), "--compress",
+                "--stem-channels", "3", "--landmark-coordinates", "40"]) == 0
+    assert "6 -> 3" in capsys.readouterr().out
+    done = json.loads(metadata_path(target).read_text())["model"]["compressed"]
+    assert done["rows"] == 24 and done["validation"]["rows"] == 6
+    assert EmotionClassifier.load(target).predict_inputs(
+        {k: v[:2] for k, v in toy_split(4, 9).inputs.items()}).shape == (2, 3)
+
+
 def test_an_ensemble_of_runs_is_one_graph_with_both_views_and_points(tmp_path) -> None:
     import onnxruntime as ort
 

@@ -13,6 +13,17 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--evaluation", action="append", metavar="DIR",
                    help="an 'evaluate --out' folder whose metrics.json is stored in the metadata "
                         "(repeatable: e.g. test raw and test pad)")
+    p.add_argument("--compress", action="store_true",
+                   help="one fusion run: keep --stem-channels of the stem's first convolution "
+                        "and --landmark-coordinates of the 1,434, refitting the next layer by "
+                        "least squares on the run's training rows (they must be here)")
+    p.add_argument("--stem-channels", type=int, default=16, metavar="N",
+                   help="with --compress (default: %(default)s)")
+    p.add_argument("--landmark-coordinates", type=int, default=200, metavar="N",
+                   help="with --compress (default: %(default)s)")
+    p.add_argument("--calibration-rows", type=int, default=6000, metavar="N",
+                   help="with --compress: training rows sampled for the fit (default: "
+                        "%(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,13 +52,30 @@ def run(args: argparse.Namespace) -> int:
     if fusion is None and run_path.is_dir() and not (run_path / CHECKPOINT).is_file():
         raise InputError(f"no checkpoint in {run_path}: a training run folder holds "
                          f"{CHECKPOINT}, {FUSION_CHECKPOINT} or {ENSEMBLE}")
+    if args.compress and fusion is None:
+        raise InputError("--compress takes one fusion run (a folder with fusion.pt)")
     if fusion is not None:
+        from ..training.fusion.compress import Compression
         from ..training.fusion.export import export_fusion
 
-        meta = export_fusion(fusion, args.out, **extra)
+        how = None
+        if args.compress:
+            if min(args.stem_channels, args.landmark_coordinates, args.calibration_rows) < 1:
+                raise InputError("--stem-channels, --landmark-coordinates and "
+                                 "--calibration-rows must be at least 1")
+            how = Compression(args.stem_channels, args.landmark_coordinates,
+                              args.calibration_rows)
+        meta = export_fusion(fusion, args.out, compression=how, **extra)
         print(f"{args.out}: {meta['onnx_bytes']} bytes, classes {meta['classes']}, inputs "
               f"{[i['name'] for i in meta['inputs']]}, {meta['model']['members']} member(s), "
               f"ONNX-torch max diff {meta['onnx_torch_max_abs_diff']:.1e}")
+        if how:
+            done = meta["model"]["compressed"]
+            print(f"compressed on {done['rows']} training rows: "
+                  + "; ".join(f"{k} {v[0]} -> {v[1]}" for k, v in done.items()
+                              if k in ("stem_channels", "landmark_coordinates"))
+                  + f"; same class on {done['validation']['same_class']:.2%} of "
+                  f"{done['validation']['rows']} validation rows")
         return 0
     meta = export(args.run, args.out, **extra)
     print(f"{args.out}: {meta['onnx_bytes']} bytes, classes {meta['classes']}, "

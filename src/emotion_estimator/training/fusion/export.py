@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -21,6 +22,7 @@ from ...errors import InputError
 from ...expressions import EXPRESSIONS, SOURCE_NAMES
 from ...features import FEATURES, N_LANDMARKS
 from ..export import OPSET
+from .compress import Compression, compress, decisions_kept, training_rows
 from .fold import fold
 from .model import FusionNet, FusionProbabilities, checkpoint_members
 from .wide import widen
@@ -51,11 +53,18 @@ def probabilities_module(ckpt: dict[str, Any]) -> FusionProbabilities:
 
 
 def export_fusion(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
-                  check: bool = True, **extra: Any) -> dict[str, Any]:
+                  check: bool = True, compression: Compression | None = None,
+                  rows: tuple[dict, dict] | None = None, **extra: Any) -> dict[str, Any]:
     """Write ``out`` (.onnx) and its .json from ``fusion.pt`` or ``ensemble.pt``; returns the
     metadata. One run is written with its constants folded into its layers (:mod:`.fold`),
     an ensemble of same-shaped members as one wide network (:mod:`.wide`); either is checked
-    against the trained members run as they are."""
+    against the trained members run as they are.
+
+    ``compression`` (one run only) prunes the folded graph (:mod:`.compress`) on the run's
+    training rows, or on ``rows`` = (train inputs, validation inputs) when given; the ONNX
+    file is then checked against the compressed graph, and the metadata records how often it
+    decides as the trained one on the validation rows.
+    """
     try:
         ckpt = torch.load(Path(checkpoint), map_location="cpu", weights_only=False)
         module = probabilities_module(ckpt)
@@ -63,6 +72,17 @@ def export_fusion(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
             pickle.UnpicklingError) as exc:
         raise InputError(f"not a fusion checkpoint: {checkpoint} ({exc})") from exc
     graph = fold(module) if len(module.members) == 1 else widen(module)
+    compressed = None
+    if compression is not None:
+        if len(module.members) != 1:
+            raise InputError("compressing takes one run, not an ensemble")
+        train, val = rows or training_rows(ckpt["config"], compression)
+        trained = copy.deepcopy(graph)
+        try:
+            compressed = compress(graph, train, compression)
+        except ValueError as exc:
+            raise InputError(f"cannot compress {checkpoint}: {exc}") from exc
+        compressed["validation"] = decisions_kept(trained, graph, val, module.names)
     members = checkpoint_members(ckpt)
     first = members[0]
     names, size = module.names, module.model.dims.face_size
@@ -89,7 +109,8 @@ def export_fusion(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
         else ckpt["temperature"], "offsets": ckpt["offsets"],
         "model": {"kind": "fusion", "members": len(members), **first["dims"],
                   "layout": ("members" if graph is module else "folded"
-                             if len(members) == 1 else "wide")},
+                             if len(members) == 1 else "wide"),
+                  **({"compressed": compressed} if compressed else {})},
         "command": ckpt["config"].get("command", ""), "training": ckpt["config"],
         "training_data": ckpt["metrics"].get("data", {}),
         "metrics": {k: v for k, v in ckpt["metrics"].items() if k != "data"},
@@ -100,7 +121,8 @@ def export_fusion(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
         meta["expressions_note"] = "this model has no expression view (no 7-way head)"
     meta.update(extra)
     if check:
-        meta["onnx_torch_max_abs_diff"] = agreement(module, data, names, size)
+        meta["onnx_torch_max_abs_diff"] = agreement(module, data, names, size,
+                                                    graph if compressed else None)
         if meta["onnx_torch_max_abs_diff"] > 1e-4:
             raise RuntimeError(f"ONNX and torch disagree by "
                                f"{meta['onnx_torch_max_abs_diff']:.2e} (> 1e-4)")
@@ -112,9 +134,11 @@ def export_fusion(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     return meta
 
 
-def agreement(module: torch.nn.Module, data: bytes, names: list[str], size: int) -> float:
+def agreement(module: torch.nn.Module, data: bytes, names: list[str], size: int,
+              computed: torch.nn.Module | None = None) -> float:
     """Largest absolute difference of ONNX Runtime and torch probabilities on random inputs
-    (vector inputs drawn around the training statistics, so the outputs are not all one-hot)."""
+    (vector inputs drawn around ``module``'s training statistics, so the outputs are not all
+    one-hot); torch runs ``computed`` when given (a compressed graph), else ``module``."""
     import onnxruntime as ort
 
     arrays = example_inputs(names, size, n=64, seed=1)
@@ -126,7 +150,8 @@ def agreement(module: torch.nn.Module, data: bytes, names: list[str], size: int)
             noise = rng.normal(0, 0.5, (len(arrays[i]), mean.size)) / inv_std
             arrays[i] = (mean + noise).astype(np.float32).reshape(arrays[i].shape)
     with torch.no_grad():
-        want = module(*(torch.from_numpy(a) for a in arrays))
+        want = (computed if computed is not None else module)(
+            *(torch.from_numpy(a) for a in arrays))
     want = [w.numpy() for w in (want if isinstance(want, tuple) else (want,))]
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     got = session.run(None, dict(zip(names, arrays, strict=True)))

@@ -85,11 +85,15 @@ class _FoldedFace(nn.Module):
         self.net = _folded(nn.Sequential(branch.stem, branch.stages, branch.top))
         self.size = size
 
-    def forward(self, face: Tensor) -> Tensor:
+    def normalised(self, face: Tensor) -> Tensor:
+        """Crops ``(n, s, s)`` uint8 as the first convolution sees them."""
         x = face.float().reshape(-1, 1, self.size, self.size)
         d = x - x.mean(dim=(2, 3), keepdim=True)
         var = (d * d).sum(dim=(2, 3), keepdim=True) * (1.0 / (self.size * self.size - 1))
-        return self.net(d / (torch.sqrt(var) + 0.05 * 255)).mean(dim=(2, 3))
+        return d / (torch.sqrt(var) + 0.05 * 255)
+
+    def forward(self, face: Tensor) -> Tensor:
+        return self.net(self.normalised(face)).mean(dim=(2, 3))
 
 
 class _FoldedVector(nn.Module):
