@@ -70,12 +70,12 @@ def run(args: argparse.Namespace) -> int:
               f"{[i['name'] for i in meta['inputs']]}, {meta['model']['members']} member(s), "
               f"ONNX-torch max diff {meta['onnx_torch_max_abs_diff']:.1e}")
         if how:
-            done = meta["model"]["compressed"]
+            done, val = meta["model"]["compressed"], meta["model"]["compressed"]["validation"]
             print(f"compressed on {done['rows']} training rows: "
                   + "; ".join(f"{k} {v[0]} -> {v[1]}" for k, v in done.items()
                               if k in ("stem_channels", "landmark_coordinates"))
-                  + f"; same class on {done['validation']['same_class']:.2%} of "
-                  f"{done['validation']['rows']} validation rows")
+                  + (f"; same class on {val['same_class']:.2%} of {val['rows']} validation "
+                     "rows" if val["rows"] else "; no validation rows to compare on"))
         return 0
     meta = export(args.run, args.out, **extra)
     print(f"{args.out}: {meta['onnx_bytes']} bytes, classes {meta['classes']}, "

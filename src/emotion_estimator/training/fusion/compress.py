@@ -26,6 +26,8 @@ from torch import Tensor, nn
 
 from .fold import FoldedProbabilities
 
+MIN_ROWS = 16  # training rows the least-squares fits need at the least
+
 
 @dataclass(frozen=True)
 class Compression:
@@ -75,7 +77,7 @@ def greedy(g: np.ndarray, c: np.ndarray, groups: np.ndarray, keep: int) -> list[
     the targets by least squares (centred Gram ``g``, cross products ``c``)."""
     basis = np.zeros((len(g), 0))  # g[:, chosen] times the inverse Cholesky factor
     residual = c.copy()  # c less what the chosen features explain
-    ridge = 1e-12 * np.trace(g) / len(g)
+    ridge = 1e-8 * np.trace(g) / len(g)  # features this close to the chosen ones add nothing
     chosen: list[int] = []
     for _ in range(keep):
         q = basis[groups]  # (groups, size, k)
@@ -175,8 +177,10 @@ def compress(graph: FoldedProbabilities, rows: dict[str, np.ndarray],
              how: Compression) -> dict[str, Any]:
     """Prune ``graph`` (a folded run) in place on training ``rows`` (inputs by name); what
     it did, for the metadata. A model without a face or landmark input skips that cut."""
-    report: dict[str, Any] = {"rows": int(len(next(iter(rows.values())))),
-                              "seed": how.seed}
+    n = int(len(next(iter(rows.values()))))
+    if n < MIN_ROWS:
+        raise ValueError(f"{n} training rows to fit on; at least {MIN_ROWS} needed")
+    report: dict[str, Any] = {"rows": n, "seed": how.seed}
     if "face" in graph.order:
         report.update(prune_stem(graph, rows["face"], how.stem_channels))
     if "landmarks" in graph.order:
@@ -208,16 +212,23 @@ def training_rows(config: dict[str, Any], how: Compression,
 
 
 def decisions_kept(before: nn.Module, after: nn.Module, inputs: dict[str, np.ndarray],
-              names: list[str]) -> dict[str, float]:
+                   names: list[str], chunk: int = 512) -> dict[str, float]:
     """How often the compressed graph decides as the trained one on ``inputs`` (the run's
     validation rows): the 3-class argmax, the 7-expression argmax, the largest difference."""
-    feeds = [torch.from_numpy(inputs[k]) for k in names]
-    with torch.no_grad():
-        a, b = before(*feeds), after(*feeds)
-    a, b = (a if isinstance(a, tuple) else (a,)), (b if isinstance(b, tuple) else (b,))
-    out = {"rows": int(len(feeds[0])),
-           "same_class": float((a[0].argmax(1) == b[0].argmax(1)).float().mean()),
-           "max_abs_diff": float(max((x - y).abs().max() for x, y in zip(a, b, strict=True)))}
-    if len(a) > 1:
-        out["same_expression"] = float((a[1].argmax(1) == b[1].argmax(1)).float().mean())
+    n = len(inputs[names[0]])
+    same, diff = np.zeros(2), 0.0
+    for i in range(0, n, chunk):
+        feeds = [torch.from_numpy(inputs[k][i:i + chunk]) for k in names]
+        with torch.no_grad():
+            a, b = before(*feeds), after(*feeds)
+        a, b = (a if isinstance(a, tuple) else (a,)), (b if isinstance(b, tuple) else (b,))
+        for j, (x, y) in enumerate(zip(a, b, strict=True)):
+            same[j] += float((x.argmax(1) == y.argmax(1)).sum())
+            diff = max(diff, float((x - y).abs().max()))
+        views = len(a)
+    if not n:
+        return {"rows": 0}
+    out = {"rows": n, "same_class": same[0] / n, "max_abs_diff": diff}
+    if views > 1:
+        out["same_expression"] = same[1] / n
     return out
