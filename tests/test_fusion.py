@@ -808,6 +808,11 @@ def test_compressing_drops_what_adds_nothing_and_keeps_the_function(run, tmp_pat
     for a, b in zip(got, want, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4)
     assert (tmp_path / "small.onnx").stat().st_size < (tmp_path / "plain.onnx").stat().st_size
+    few = {k: v[:10] for k, v in train.items()}
+    with pytest.raises(InputError, match="at least 16"):
+        export_fusion(checkpoint, tmp_path / "few.onnx", rows=(few, val),
+                      compression=Compression(stem_channels=4, landmark_coordinates=20))
+    assert not (tmp_path / "few.onnx").exists()
 
 
 def test_cli_compress_fits_on_the_runs_training_data_or_says_why_not(run, tmp_path,
