@@ -4,8 +4,8 @@ the layer after each refitted by least squares on the run's own training rows.
 Both cuts sit where the network is redundant. The stem's first convolution sees a 3x3 grey
 patch, nine numbers, yet has ``3w/4`` output channels; the stride-2 convolution after it is the
 graph's dearest layer, and its cost scales with those channels. The landmark branch's first
-layer reads 1,434 coordinates of a face mesh that moves as a few dozen parts; its weights are
-the graph's largest matrix. For each cut, a forward greedy search (orthogonal least squares
+layer reads the 1,434 coordinates of a face mesh whose 478 points move together; its weights
+are the graph's largest matrix. For each cut, a forward greedy search (orthogonal least squares
 on the accumulated Gram matrices) picks the channels (each its 3x3 neighbourhood) or the
 coordinates that best predict the next layer's pre-activations on a sample of training rows,
 and that next layer is refitted to the kept ones. No gradient step: what the compressed graph
