@@ -141,7 +141,7 @@ class FoldedProbabilities(nn.Module):
 
 
 def fold(module: FusionProbabilities) -> nn.Module:
-    """``module`` as a lean graph when it has one member, else itself."""
+    """``module`` (one member: an ensemble is widened, :mod:`.wide`) as a lean graph."""
     if len(module.members) != 1:
-        return module
+        raise ValueError(f"fold takes one member, not {len(module.members)}")
     return FoldedProbabilities(module).eval()
