@@ -216,18 +216,18 @@ def decisions_kept(before: nn.Module, after: nn.Module, inputs: dict[str, np.nda
     """How often the compressed graph decides as the trained one on ``inputs`` (the run's
     validation rows): the 3-class argmax, the 7-expression argmax, the largest difference."""
     n = len(inputs[names[0]])
-    same, diff = np.zeros(2), 0.0
+    if not n:
+        return {"rows": 0}
+    same, diff, views = np.zeros(2), 0.0, 1
     for i in range(0, n, chunk):
         feeds = [torch.from_numpy(inputs[k][i:i + chunk]) for k in names]
         with torch.no_grad():
             a, b = before(*feeds), after(*feeds)
         a, b = (a if isinstance(a, tuple) else (a,)), (b if isinstance(b, tuple) else (b,))
+        views = len(a)
         for j, (x, y) in enumerate(zip(a, b, strict=True)):
             same[j] += float((x.argmax(1) == y.argmax(1)).sum())
             diff = max(diff, float((x - y).abs().max()))
-        views = len(a)
-    if not n:
-        return {"rows": 0}
     out = {"rows": n, "same_class": same[0] / n, "max_abs_diff": diff}
     if views > 1:
         out["same_expression"] = same[1] / n
