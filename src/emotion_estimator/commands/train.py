@@ -160,6 +160,16 @@ def add_fusion_arguments(p: argparse.ArgumentParser) -> None:
                         "into the targets (its ensemble.pt, fusion.pt or folder)")
     f.add_argument("--teacher-weight", type=float, default=0.5, metavar="W",
                    help="share of the teacher in the targets (default: 0.5)")
+    f.add_argument("--peer-teacher", choices=("fer",),
+                   help="training time only: fer's CNN (MIT) on the run's crops joins the "
+                        "teacher and teaches the expression head; it runs in the peer's venv "
+                        "(benchmarks/peers/setup_fer.sh)")
+    f.add_argument("--peer-weight", type=float, default=0.3, metavar="W",
+                   help="the peer's share of the teacher and of the expression head's targets "
+                        "(default: 0.3)")
+    f.add_argument("--peer-python", metavar="PYTHON",
+                   help="the peer venv's interpreter (default: $FER_VENV/bin/python, else "
+                        "benchmarks/.venv-fer/bin/python)")
     f.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
 
 
@@ -202,8 +212,10 @@ def fusion_config_from_args(args: argparse.Namespace):
         raise InputError("--ema must be in [0, 1)")
     if not 0 <= args.fine_balance <= 1:
         raise InputError("--fine-balance must be in [0, 1]")
-    if not 0 <= args.teacher_weight <= 1:
-        raise InputError("--teacher-weight must be in [0, 1]")
+    if not 0 <= args.teacher_weight <= 1 or not 0 <= args.peer_weight <= 1:
+        raise InputError("--teacher-weight and --peer-weight must be in [0, 1]")
+    if args.peer_teacher and "face" not in inputs:
+        raise InputError("--peer-teacher needs the face input (--inputs ...,face)")
     return FusionConfig(
         dataset=str(args.dataset), inputs=tuple(n for n in INPUT_NAMES if n in inputs),
         preprocess=args.preprocess.split(",")[0].strip(), labels=args.labels,
@@ -218,7 +230,8 @@ def fusion_config_from_args(args: argparse.Namespace):
         hard_weight=args.hard_weight, ema=args.ema, extra=tuple(str(e) for e in args.extra),
         extra_repeat=args.extra_repeat, init=str(args.init or ""),
         teacher=str(args.teacher or ""), teacher_weight=args.teacher_weight,
-        device=args.device, command=_command())
+        peer_teacher=str(args.peer_teacher or ""), peer_weight=args.peer_weight,
+        peer_python=str(args.peer_python or ""), device=args.device, command=_command())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -254,15 +267,13 @@ def _seeds(text: str | None) -> list[int]:
 def _distilled_splits(config):
     """Train / val splits with the teacher mixed into the train targets (None: no teacher,
     the run reads its data itself)."""
-    if not config.teacher:
+    if not (config.teacher or config.peer_teacher):
         return None
-    from ..training.fusion.distill import distilled, teacher_probabilities
+    from ..training.fusion.distill import teacher_split
     from ..training.fusion.train import training_splits
 
     splits = training_splits(config)
-    train = splits["train"]
-    splits["train"] = distilled(train, teacher_probabilities(config.teacher, train),
-                                config.teacher_weight)
+    splits["train"] = teacher_split(config, splits["train"])
     return splits
 
 

@@ -44,6 +44,7 @@ class FusionSplit:
     image_id: np.ndarray
     fine: np.ndarray | None = None  # index into FINE_CLASSES per row, -1 where none
     source: np.ndarray | None = None  # which merged dataset each row came from (0, 1, ...)
+    fine_target: np.ndarray | None = None  # soft targets over FINE_CLASSES (n, 7), if any
 
     def __len__(self) -> int:
         return len(self.y)

