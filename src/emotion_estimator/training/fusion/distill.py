@@ -74,6 +74,7 @@ def teacher_split(config: Any, train: FusionSplit) -> FusionSplit:
         teacher = folded if teacher is None else (1.0 - w) * teacher + w * folded
         if train.fine is not None:
             ours = seven[:, [FER_ORDER.index(c) for c in FINE_CLASSES]]
+            # rows without an expression label (-1) are left out of that loss anyway
             onehot = np.eye(len(FINE_CLASSES), dtype=np.float32)[train.fine.clip(0)]
             train = replace(train, fine_target=((1.0 - w) * onehot + w * ours)
                             .astype(np.float32))

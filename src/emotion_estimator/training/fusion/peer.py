@@ -3,8 +3,9 @@ aligned crops, mixed into the distillation targets. Never a run-time dependency:
 per training run, in the peer's own venv (TensorFlow), through :mod:`.peer_fer`.
 
 Why: a network of another architecture, trained on FER2013's own labels, errs elsewhere than
-ours; averaging the two was what lifted macro F1 and cut sad->happy on held-out real adults
-(issue 16). Its seven probabilities also teach the expression head (issue 19).
+ours; averaging the two at run time lifted macro F1 and cut sad->happy on held-out real adults
+(issue 16). Its seven probabilities also teach the expression head (issue 19). Measured as a
+teacher (README, ablation): within the recipe's seed spread, so not the default.
 """
 
 from __future__ import annotations
