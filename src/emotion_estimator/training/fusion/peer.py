@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError
+from ..caps import THREE_CLASSES
+from ..fer2013 import EMOTIONS
 
 SCRIPT = Path(__file__).with_name("peer_fer.py")
-FER_ORDER = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+FER_ORDER = EMOTIONS  # fer's CNN answers in FER2013's label order
 
 
 def peer_python(explicit: str = "") -> Path:
@@ -55,15 +57,12 @@ def peer_expressions(crops: np.ndarray, python: str = "") -> np.ndarray:
 
 
 def fold(expressions: np.ndarray, classes: Sequence[str]) -> np.ndarray:
-    """Seven probabilities -> ``classes`` (``happy``, ``sad``; ``unknown`` takes the rest)."""
-    named = [c for c in classes if c != "unknown"]
-    missing = [c for c in named if c not in FER_ORDER]
-    if missing or "unknown" not in classes:
+    """Seven probabilities -> ``classes`` by the paper's map (``caps.THREE_CLASSES``: happy,
+    sad; the other five are unknown); ``classes`` must hold those three."""
+    index = {c: i for i, c in enumerate(classes)}
+    if not set(THREE_CLASSES.values()) <= set(index):
         raise InputError(f"--peer-teacher: cannot map the peer's expressions to {list(classes)}")
     out = np.zeros((len(expressions), len(classes)), np.float32)
-    for i, c in enumerate(classes):
-        if c != "unknown":
-            out[:, i] = expressions[:, FER_ORDER.index(c)]
-    rest = [FER_ORDER.index(e) for e in FER_ORDER if e not in named]
-    out[:, list(classes).index("unknown")] = expressions[:, rest].sum(1)
+    for j, emotion in enumerate(FER_ORDER):
+        out[:, index[THREE_CLASSES[emotion]]] += expressions[:, j]
     return out
