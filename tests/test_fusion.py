@@ -154,6 +154,10 @@ def test_train_learns_toy_task_and_writes_run(run) -> None:
     assert set(stored["operating_points"]) == {"balanced", "sad-sensitive"}
     assert stored["operating_points"]["balanced"] == {c: 0.0 for c in CLASSES}
     assert stored["temperature"] > 0 and len(stored["offsets"]) == 3
+    # trained in the channels-last layout, stored in the default one (views of weights work)
+    state = torch.load(out / STATE, weights_only=False)
+    for weights in (stored["state_dict"], state["model"], state["ema"]):
+        assert all(v.is_contiguous() for v in weights.values())
 
 
 def test_fine_head_exists_with_fine_labels(run) -> None:

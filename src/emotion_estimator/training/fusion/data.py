@@ -24,12 +24,13 @@ from ...features import N_LANDMARKS
 from .. import ferplus as fp
 from ..caps import THREE_CLASSES
 from ..data import CLASSES, provenance, read_dataset
+from ..fer2013 import EMOTIONS
 
 FERPLUS_EMOTIONS = fp.FERPLUS_EMOTIONS
 FERPLUS_TO_3 = fp.FERPLUS_TO_3
 # The emotions behind the 3 classes, for an auxiliary training head (so the model need not
 # learn "unknown" as one blob of five expressions); a folder's label names map in by synonym.
-FINE_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+FINE_CLASSES = EMOTIONS  # the expression head speaks FER2013's seven, in its order
 FINE_SYNONYMS = {"anger": "angry", "happiness": "happy", "sadness": "sad"}
 LABELS = ("fer", "ferplus", "source", "blend")
 

@@ -204,7 +204,8 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
     bs_perm = torch.from_numpy(blendshape_mirror()).to(device)
     aug_cfg = AugmentConfig(**config.augment_config) if config.augment else AugmentConfig.off()
     model.modality_dropout = config.modality_dropout
-    model.to(device)
+    # NHWC: oneDNN's depthwise and batch-norm kernels train ~1.5x faster on the CPU this way
+    model.to(device, memory_format=torch.channels_last)
 
     weight = torch.from_numpy(class_weights(train.y, len(config.classes))).to(device) \
         if config.class_weights else None
@@ -291,14 +292,14 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
         improved = acc + f1 > best
         if improved:
             best = acc + f1
-            best_state = {k: v.detach().cpu().clone() for k, v in judged.state_dict().items()}
+            best_state = _stored(judged.state_dict())
         log(f"epoch {epoch + 1:3d}/{config.epochs}  loss {row['train_loss']:.4f}  "
             f"val acc {acc:.4f}  f1 {f1:.4f}  {row['seconds']:.0f}s{'  *' if improved else ''}")
         out.mkdir(parents=True, exist_ok=True)
-        state = {"model": model.state_dict(), "optim": optim.state_dict(),
+        state = {"model": _stored(model.state_dict()), "optim": optim.state_dict(),
                  "schedule": schedule.state_dict(), "gen": gen.get_state(), "epoch": epoch + 1,
                  "best": best, "best_state": best_state, "history": history,
-                 "ema": ema.model.state_dict() if ema is not None else None,
+                 "ema": _stored(ema.model.state_dict()) if ema is not None else None,
                  "elapsed": before + time.perf_counter() - started}
         with atomic_path(out / STATE) as tmp:
             torch.save(state, tmp)
@@ -344,6 +345,13 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
     write_text(json.dumps({"config": ckpt["config"], **ckpt["metrics"]}, indent=1) + "\n",
                out / "metrics.json")
     return ckpt
+
+
+def _stored(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A CPU copy of a state dict in the default (contiguous) layout, whatever the memory
+    format trained in: checkpoints read the same as before and views of them work."""
+    return {k: v.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
+            for k, v in state.items()}
 
 
 def training_splits(config: FusionConfig,
