@@ -3,8 +3,14 @@ process, the same runs as one after another, a member's error stops the rest."""
 
 from __future__ import annotations
 
+import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -17,8 +23,8 @@ from emotion_estimator.training.fusion.train import CHECKPOINT  # noqa: E402
 
 LABELS = ["happy", "sad", "fear", "sad", "happy", "angry", "sad", "happy", "sad", "happy"]
 SPLITS = ["train"] * 8 + ["val"] * 2
-ARGS = ("--kind", "fusion", "--seeds", "0,1", "--epochs", "2", "--batch-size", "4", "--width",
-        "8", "--device", "cpu")
+ARGS = ("--kind", "fusion", "--seeds", "0,1", "--batch-size", "4", "--width", "8", "--device",
+        "cpu", "--epochs", "2")
 
 
 def _train(data, out, *extra: str) -> int:
@@ -82,3 +88,44 @@ def test_jobs_need_seeds_and_a_positive_count(tmp_path, capfd, extra) -> None:
     err = capfd.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--jobs" in err[0]
     assert not (tmp_path / "run").exists()
+
+
+def _workers(pid: int) -> list[int]:
+    """The member processes a CLI process started (not multiprocessing's resource tracker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children
+            if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_a_member_killed_mid_run_stops_the_other_and_exits_with_one_line(tmp_path) -> None:
+    data = write_dataset(tmp_path / "fer", ("pad",), LABELS, SPLITS)
+    args = [*ARGS[:-1], "100000"]  # --epochs: far more than the test waits for
+    cli_process = subprocess.Popen(
+        [sys.executable, "-m", "emotion_estimator", "train", str(data), "--out",
+         str(tmp_path / "ens"), *args, "--jobs", "2"], stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in cli_process.stderr],
+                     daemon=True).start()
+    try:
+        seen: set[str] = set()
+        while len(seen) < 2:  # both members are past an epoch
+            line = lines.get(timeout=120)
+            if ": epoch " in line:
+                seen.add(line.split(":")[0])
+        workers = _workers(cli_process.pid)
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        assert cli_process.wait(timeout=60) == 1
+    finally:
+        cli_process.kill()
+    rest = []
+    while not lines.empty():
+        rest.append(lines.get())
+    errors = [line for line in rest if "error" in line]
+    assert len(errors) == 1 and "stopped (killed by signal 9)" in errors[0], rest[-3:]
+    assert not any("Traceback" in line for line in rest)
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{workers[1]}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)  # the other member is stopped, not left training
+    assert not Path(f"/proc/{workers[1]}").exists()

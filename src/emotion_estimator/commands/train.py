@@ -153,8 +153,8 @@ def add_fusion_arguments(p: argparse.ArgumentParser) -> None:
                         "graph (OUT/ensemble.pt) with operating points fitted on val")
     f.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="with --seeds: train N members at once, each in its own process with "
-                        "--threads / N threads (2 on a 2-core CPU: about a third less wall "
-                        "time than one after the other; default: 1)")
+                        "--threads / N threads (2 on a 2-core CPU: a fifth to a third less "
+                        "wall time than one after the other; default: 1)")
     f.add_argument("--init", metavar="RUN",
                    help="start from a trained run's weights (its folder or fusion.pt; same "
                         "inputs and width): fine-tune it with these labels and weights; with "
