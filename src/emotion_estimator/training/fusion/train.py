@@ -39,6 +39,7 @@ CHECKPOINT = "fusion.pt"
 COSTS = {("sad", "happy"): 1.0, ("unknown", "happy"): 0.3}
 SMILE = ("mouthSmileLeft", "mouthSmileRight")
 HARD_SMILE = 0.3  # mean mouthSmile at which a non-happy face is "smile-shaped"
+MIN_NHWC_WIDTH = 8  # narrower models train in the default layout (see train_fusion)
 
 
 @dataclass
@@ -204,8 +205,10 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
     bs_perm = torch.from_numpy(blendshape_mirror()).to(device)
     aug_cfg = AugmentConfig(**config.augment_config) if config.augment else AugmentConfig.off()
     model.modality_dropout = config.modality_dropout
-    # NHWC: oneDNN's depthwise and batch-norm kernels train ~1.5x faster on the CPU this way
-    model.to(device, memory_format=torch.channels_last)
+    # NHWC: oneDNN's depthwise and batch-norm kernels train ~1.5x faster on the CPU this way;
+    # not below width 8: there its strided 1x1 backward corrupts memory (torch 2.13, AVX2)
+    model.to(device, memory_format=torch.channels_last if dims.width >= MIN_NHWC_WIDTH
+             else torch.contiguous_format)
 
     weight = torch.from_numpy(class_weights(train.y, len(config.classes))).to(device) \
         if config.class_weights else None
