@@ -2,6 +2,8 @@
 average) on a batch of the real inputs' shapes, in the default (NCHW) and the channels-last
 (NHWC) memory layout that ``train`` uses, at each ``--threads``. The layouts alternate, rep by
 rep, so machine drift hits both alike; the headline is the ratio of median milliseconds a step.
+Beside it, each layout's float32 gradient error on the face branch in training mode against a
+float64 reference (the worst parameter's largest deviation over its largest gradient).
 
     .venv/bin/python benchmarks/bench_train.py                    # results/train.{md,json}
     .venv/bin/python benchmarks/bench_train.py --threads 1 --steps 10 --reps 5
@@ -68,6 +70,27 @@ def step_ms(layout: str, threads: int, steps: int, batch: int) -> float:
     return 1000 * statistics.median(times)
 
 
+def gradient_error(layout: str, threads: int, batch: int) -> float:
+    """Worst relative gradient error of the face branch (train mode) against float64."""
+    import copy
+
+    import torch
+
+    from emotion_estimator.training.fusion.model import FaceBranch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    branch = FaceBranch(32).train()
+    reference = copy.deepcopy(branch).double()
+    branch.to(memory_format=torch.channels_last if layout == "channels_last"
+              else torch.contiguous_format)
+    x = torch.randn(batch, 1, 48, 48)
+    for model, inputs in ((branch, x), (reference, x.double())):
+        model.top(model.stages(model.stem(inputs))).mean(dim=(2, 3)).sin().sum().backward()
+    return max(((p.grad.double() - r.grad).abs().max() / r.grad.abs().max()).item()
+               for p, r in zip(branch.parameters(), reference.parameters(), strict=True))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -84,13 +107,17 @@ def main() -> None:
             for layout in (LAYOUTS if rep % 2 == 0 else LAYOUTS[::-1]):
                 runs[layout].append(step_ms(layout, threads, args.steps, args.batch))
         med = {k: statistics.median(v) for k, v in runs.items()}
-        result[f"threads_{threads}"] = {"ms_per_step": runs, "median": med}
+        error = {k: gradient_error(k, threads, args.batch) for k in LAYOUTS}
+        result[f"threads_{threads}"] = {"ms_per_step": runs, "median": med,
+                                        "gradient_error": error}
         rows.append([threads, f"{med['contiguous']:.0f}", f"{med['channels_last']:.0f}",
-                     f"{med['contiguous'] / med['channels_last']:.2f}x"])
+                     f"{med['contiguous'] / med['channels_last']:.2f}x",
+                     f"{error['contiguous']:.1e}", f"{error['channels_last']:.1e}"])
         print(f"{threads} thread(s): {med['contiguous']:.0f} ms -> "
               f"{med['channels_last']:.0f} ms a step", file=sys.stderr)
     table = benchlib.markdown_table(
-        ["threads", "NCHW ms / step", "channels-last ms / step", "speed-up"], rows, "rrrr")
+        ["threads", "NCHW ms / step", "channels-last ms / step", "speed-up",
+         "NCHW gradient error", "channels-last gradient error"], rows, "rrrrrr")
     benchlib.write_atomic(args.out.with_suffix(".md"),
                           f"# Fusion training step, batch {args.batch}\n\n{result['machine']}"
                           f"\n\n`{result['command']}`\n\n{table}\n")
