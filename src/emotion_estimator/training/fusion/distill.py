@@ -63,7 +63,7 @@ def teacher_split(config: FusionConfig, train: FusionSplit) -> FusionSplit:
     """
     teacher = teacher_probabilities(config.teacher, train) if config.teacher else None
     if config.peer_teacher:
-        from .peer import FER_ORDER, fold, peer_expressions
+        from .peer import fold, peer_expressions
 
         if "face" not in train.inputs:
             raise InputError("--peer-teacher needs a model with the face crop input")
@@ -72,9 +72,9 @@ def teacher_split(config: FusionConfig, train: FusionSplit) -> FusionSplit:
         w = config.peer_weight
         teacher = folded if teacher is None else (1.0 - w) * teacher + w * folded
         if train.fine is not None:
-            ours = seven[:, [FER_ORDER.index(c) for c in FINE_CLASSES]]
+            # fer answers in FER2013's order, the expression head's too (both fer2013.EMOTIONS);
             # rows without an expression label (-1) are left out of that loss anyway
             onehot = np.eye(len(FINE_CLASSES), dtype=np.float32)[train.fine.clip(0)]
-            train = replace(train, fine_target=((1.0 - w) * onehot + w * ours)
+            train = replace(train, fine_target=((1.0 - w) * onehot + w * seven)
                             .astype(np.float32))
     return train if teacher is None else distilled(train, teacher, config.teacher_weight)
