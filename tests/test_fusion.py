@@ -36,7 +36,7 @@ from emotion_estimator.training.fusion.augment import (  # noqa: E402
 from emotion_estimator.training.fusion.data import (  # noqa: E402
     FINE_CLASSES,
     FusionSplit,
-    fine_labels,
+    fine_indices,
     merge_splits,
 )
 from emotion_estimator.training.fusion.export import export_fusion  # noqa: E402
@@ -442,7 +442,7 @@ def test_default_augment_keeps_shapes_and_range() -> None:
 def test_fine_labels_map_names_synonyms_and_unknowns() -> None:
     source = pd.Series(["angry", "Happy", "sad", "neutral", "sadness", "happiness", "anger",
                         "contempt", "surprise", "fear", "disgust", "nonsense"])
-    got = fine_labels(source)
+    got = fine_indices(source)
     want = [FINE_CLASSES.index(c) if c else -1 for c in (
         "angry", "happy", "sad", "neutral", "sad", "happy", "angry", None, "surprise", "fear",
         "disgust", None)]
@@ -1034,7 +1034,7 @@ def test_teacher_probabilities_are_mixed_into_the_train_targets_only(run, tmp_pa
     got = _distilled_splits(cfg)
     plain = _distilled_splits(replace(cfg, teacher=""))
     assert plain is None  # no teacher: the run reads its own data
-    teacher = teacher_probabilities(folder, got["val"])
+    teacher, _ = teacher_probabilities(folder, got["val"])
     assert teacher.shape == (1, 3) and np.allclose(teacher.sum(1), 1, atol=1e-5)
     onehot = np.eye(3)[[0, 1, 2]]
     from_teacher = (got["train"].target - 0.75 * onehot) / 0.25
@@ -1084,3 +1084,106 @@ def test_fine_balance_weighs_rare_emotions_up() -> None:
     half = fine_class_weights(fine, 0.5).numpy()
     np.testing.assert_allclose(half, np.sqrt(full), rtol=1e-6)
     assert half[0] > 1 > half[6] > half[3]  # the rarer, the heavier
+
+
+def _with_votes(folder: Path, votes: dict[str, list[int]]) -> Path:
+    """``folder``'s dataset with FER+ vote columns (zero where ``votes`` names none)."""
+    from emotion_estimator.training.ferplus import DATASET_COLUMNS, PREFIX
+
+    frame = pd.read_parquet(folder / "dataset.parquet")
+    for column in DATASET_COLUMNS:
+        frame[column] = 0
+    for name, counts in votes.items():
+        frame[PREFIX + name] = counts
+    frame.to_parquet(folder / "dataset.parquet")
+    return folder
+
+
+def test_expression_head_learns_ferplus_vote_shares_on_request(tmp_path) -> None:
+    """``fine_labels="ferplus"``: the seven's vote shares (contempt's votes left out), the
+    one-hot where an image has none; ``blend`` half each; the 3-class targets untouched."""
+    from emotion_estimator.training.fusion.data import load_splits
+
+    folder = _with_votes(write_dataset(tmp_path / "fer", ("pad",),
+                                       ["sad", "happy", "angry", "neutral"], ["train"] * 4),
+                         {"sadness": [6, 0, 0, 0], "contempt": [4, 0, 0, 0],
+                          "happiness": [0, 5, 0, 0], "surprise": [0, 5, 0, 0],
+                          "NF": [0, 0, 10, 0], "neutral": [0, 0, 0, 8], "fear": [0, 0, 0, 2]})
+    e = {c: np.eye(7)[FINE_CLASSES.index(c)] for c in FINE_CLASSES}
+    onehot = np.stack([e["sad"], e["happy"], e["angry"], e["neutral"]])
+    votes = np.stack([e["sad"], (e["happy"] + e["surprise"]) / 2, e["angry"],
+                      0.8 * e["neutral"] + 0.2 * e["fear"]])
+    inputs = ("blendshapes",)
+    own = load_splits(folder, inputs, labels="source")["train"]
+    assert own.fine_target is None
+    fp = load_splits(folder, inputs, labels="source", fine_labels="ferplus")["train"]
+    assert np.allclose(fp.fine_target, votes)
+    assert fp.target.tolist() == own.target.tolist() and fp.fine.tolist() == own.fine.tolist()
+    blend = load_splits(folder, inputs, labels="source", fine_labels="blend")["train"]
+    assert np.allclose(blend.fine_target, (onehot + votes) / 2)
+    with pytest.raises(ValueError, match="fine_labels"):
+        load_splits(folder, inputs, fine_labels="majority")
+    # a folder of photos (no votes) merged in keeps its one-hot expression targets
+    photos = load_splits(write_dataset(tmp_path / "photos", ("raw",), ["sadness", "anger"],
+                                       ["train"] * 2), inputs, preprocess=None)["train"]
+    merged = merge_splits([fp, photos])
+    assert np.allclose(merged.fine_target, np.concatenate([votes, [e["sad"], e["angry"]]]))
+    assert merge_splits([own, photos]).fine_target is None
+
+
+def test_expression_votes_come_from_the_csv_for_a_dataset_without_them(tmp_path) -> None:
+    from emotion_estimator.training.ferplus import VOTE_NAMES
+    from emotion_estimator.training.fusion.train import training_splits
+
+    folder = write_dataset(tmp_path / "fer", ("pad",), ["sad", "happy"], ["train", "val"])
+    votes = pd.DataFrame(0, index=range(2), columns=list(VOTE_NAMES))
+    votes.loc[0, ["fear", "sadness"]] = [5, 5]
+    votes.loc[1, "happiness"] = 10
+    votes.to_csv(tmp_path / "votes.csv", index=False)
+    got = training_splits(config(dataset=str(folder), labels="source", fine_labels="ferplus",
+                                 ferplus=str(tmp_path / "votes.csv")))
+    want = np.zeros(7)
+    want[[FINE_CLASSES.index("fear"), FINE_CLASSES.index("sad")]] = 0.5
+    assert np.allclose(got["train"].fine_target, [want])
+    assert np.allclose(got["train"].target, [[0, 1, 0]])  # the 3 classes: FER2013's own
+    with pytest.raises(InputError, match="FER\\+ vote"):
+        training_splits(config(dataset=str(folder), labels="source", fine_labels="ferplus"))
+
+
+def test_teacher_expressions_teach_the_expression_head(run, tmp_path) -> None:
+    """``--teacher-expressions``: the expression head's targets = (1 - W) label + W the
+    teacher's seven; without it they stay the labels; it needs a teacher with that view."""
+    import argparse
+
+    from emotion_estimator.commands.train import (
+        _distilled_splits,
+        configure,
+        fusion_config_from_args,
+    )
+    from emotion_estimator.training.fusion.distill import teacher_probabilities
+
+    folder, _ckpt, _splits = run
+    data = write_dataset(tmp_path / "fer", ("pad",), ["happy", "sad", "fear", "sad"],
+                         ["train", "train", "train", "val"])
+    p = argparse.ArgumentParser()
+    configure(p)
+    base = [str(data), "--out", str(tmp_path / "s"), "--kind", "fusion", "--teacher",
+            str(folder), "--teacher-weight", "0.25"]
+    cfg = fusion_config_from_args(p.parse_args([*base, "--teacher-expressions"]))
+    got = _distilled_splits(cfg)["train"]
+    three, seven = teacher_probabilities(folder, got)
+    assert seven is not None and seven.shape == (3, 7)
+    onehot = np.eye(7)[[FINE_CLASSES.index(c) for c in ("happy", "sad", "fear")]]
+    assert np.allclose(got.fine_target, 0.75 * onehot + 0.25 * seven, atol=1e-6)
+    assert not np.allclose(seven, onehot, atol=1e-2)  # the teacher is not the labels
+    assert np.allclose(got.target, 0.75 * np.eye(3)[[0, 1, 2]] + 0.25 * three, atol=1e-6)
+    assert _distilled_splits(replace(cfg, teacher_expressions=False))["train"].fine_target \
+        is None
+    with pytest.raises(InputError, match="needs --teacher"):
+        fusion_config_from_args(p.parse_args([str(data), "--out", str(tmp_path / "s"),
+                                              "--kind", "fusion", "--teacher-expressions"]))
+    flat = train_fusion(config(epochs=1, fine_weight=0), tmp_path / "flat",
+                        splits=_splits, log=quiet)
+    assert not flat.get("fine_temperature")
+    with pytest.raises(InputError, match="no expression view"):
+        _distilled_splits(replace(cfg, teacher=str(tmp_path / "flat")))

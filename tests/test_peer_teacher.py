@@ -110,7 +110,7 @@ def test_the_peer_joins_the_teacher_and_teaches_the_expression_head(tmp_path) ->
     got = _distilled_splits(cfg)
     train = got["train"]
     onehot = np.eye(3)[[1, 2, 0]]  # sad, fear -> unknown, happy
-    teacher = teacher_probabilities(teacher_run, train)
+    teacher, _ = teacher_probabilities(teacher_run, train)
     want = 0.5 * onehot + 0.5 * (0.6 * teacher + 0.4 * np.array([1.0, 0, 0]))
     assert np.allclose(train.target, want, atol=1e-5)
     fine = np.eye(7)[[FINE_CLASSES.index(c) for c in ("sad", "fear", "happy")]]

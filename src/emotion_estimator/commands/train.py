@@ -137,6 +137,11 @@ def add_fusion_arguments(p: argparse.ArgumentParser) -> None:
                    help="the expression head's loss weighs each emotion by (mean count / its "
                         "count) ** P: 0.5 lifts rare disgust and fear, 1 balances fully "
                         "(default: 0, unweighted)")
+    f.add_argument("--fine-labels", choices=["source", "ferplus", "blend"], default="source",
+                   help="the expression head's targets: the source's own emotion (source); "
+                        "the FER+ vote shares over the seven, contempt left out (ferplus); "
+                        "half each (blend); rows without votes keep their own (default: "
+                        "source)")
     f.add_argument("--cost-weight", type=float, default=1.0, metavar="W",
                    help="weight of the expected-cost term (sad called happy costs most; "
                         "0: plain cross-entropy; default: 1)")
@@ -164,6 +169,9 @@ def add_fusion_arguments(p: argparse.ArgumentParser) -> None:
                         "into the targets (its ensemble.pt, fusion.pt or folder)")
     f.add_argument("--teacher-weight", type=float, default=0.5, metavar="W",
                    help="share of the teacher in the targets (default: 0.5)")
+    f.add_argument("--teacher-expressions", action="store_true",
+                   help="the teacher's seven expression probabilities also take "
+                        "--teacher-weight of the expression head's targets")
     f.add_argument("--peer-teacher", choices=("fer",),
                    help="training time only: fer's CNN (MIT) on the run's crops joins the "
                         "teacher and teaches the expression head; it runs in the peer's venv "
@@ -220,6 +228,8 @@ def fusion_config_from_args(args: argparse.Namespace):
         raise InputError("--teacher-weight and --peer-weight must be in [0, 1]")
     if args.peer_teacher and "face" not in inputs:
         raise InputError("--peer-teacher needs the face input (--inputs ...,face)")
+    if args.teacher_expressions and not args.teacher:
+        raise InputError("--teacher-expressions needs --teacher")
     return FusionConfig(
         dataset=str(args.dataset), inputs=tuple(n for n in INPUT_NAMES if n in inputs),
         preprocess=args.preprocess.split(",")[0].strip(), labels=args.labels,
@@ -230,10 +240,12 @@ def fusion_config_from_args(args: argparse.Namespace):
         class_weights=args.class_weights, augment=args.augment,
         max_sad_as_happy=args.max_sad_as_happy, seed=args.seed, threads=args.threads,
         fine_weight=args.fine_weight, fine_balance=args.fine_balance,
+        fine_labels=args.fine_labels,
         cost_weight=args.cost_weight,
         hard_weight=args.hard_weight, ema=args.ema, extra=tuple(str(e) for e in args.extra),
         extra_repeat=args.extra_repeat, init=str(args.init or ""),
         teacher=str(args.teacher or ""), teacher_weight=args.teacher_weight,
+        teacher_expressions=args.teacher_expressions,
         peer_teacher=str(args.peer_teacher or ""), peer_weight=args.peer_weight,
         peer_python=str(args.peer_python or ""), device=args.device, command=_command())
 

@@ -121,6 +121,23 @@ def majority_expressions(votes: pd.DataFrame) -> tuple[np.ndarray, dict]:
                "contempt": int(contempt.sum())}
 
 
+def expression_shares(votes: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
+    """Soft targets over the expressions ``names`` (in any spelling
+    :data:`emotion_estimator.expressions.SOURCE_NAMES` knows, e.g. FER2013's): each FER+
+    emotion's votes go to its expression; ``contempt`` (no expression) and the non-emotion
+    votes are left out; NaN rows where no vote is left."""
+    from ..expressions import SOURCE_NAMES
+
+    target = [SOURCE_NAMES.get(n, n) for n in names]
+    counts = np.zeros((len(votes), len(names)))
+    for emotion in FERPLUS_EMOTIONS:
+        if SOURCE_NAMES.get(emotion) in target:
+            counts[:, target.index(SOURCE_NAMES[emotion])] += _column(votes, emotion)
+    total = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, counts / np.maximum(total, 1), np.nan)
+
+
 RULE7 = ("FER+ votes over the eight emotions; label = the emotion with most votes, mapped to "
          "the seven expressions; images whose unknown or NF votes are at least their top "
          "emotion's, ties, and contempt (no expression) get no label (left out)")

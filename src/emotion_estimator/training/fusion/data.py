@@ -33,6 +33,7 @@ FERPLUS_TO_3 = fp.FERPLUS_TO_3
 FINE_CLASSES = EMOTIONS  # the expression head speaks FER2013's seven, in its order
 FINE_SYNONYMS = {"anger": "angry", "happiness": "happy", "sadness": "sad"}
 LABELS = ("fer", "ferplus", "source", "blend")
+FINE_LABELS = ("source", "ferplus", "blend")  # the expression head's targets (load_splits)
 
 
 @dataclass
@@ -61,7 +62,7 @@ def ferplus_targets(path: str | Path, classes: tuple[str, ...] = CLASSES) -> pd.
 
 def load_splits(dataset: str | Path, inputs: tuple[str, ...], *, preprocess: str | None = "pad",
                 classes: tuple[str, ...] = CLASSES, ferplus: str | Path | None = None,
-                labels: str | None = None,
+                labels: str | None = None, fine_labels: str = "source",
                 splits: tuple[str, ...] = ("train", "val", "test")) -> dict[str, FusionSplit]:
     """Detected, un-augmented rows of one preprocess variant, per split (``preprocess=None``:
     the dataset's only variant, e.g. ``raw`` for a labelled folder of photos).
@@ -71,9 +72,15 @@ def load_splits(dataset: str | Path, inputs: tuple[str, ...], *, preprocess: str
     emotion vote keep their one-hot); ``"source"``: one-hot of ``source_label`` through the
     dataset's class map (``y`` too); ``"blend"``: half that one-hot, half the FER+ shares.
     ``labels=None`` (older callers): soft targets exactly when a ``ferplus`` CSV is given.
+    The expression head's targets (``fine_target``): its source label (``fine_labels=
+    "source"``: none stored), FER+ vote shares over the seven (``"ferplus"``, contempt's votes
+    left out) or half each (``"blend"``); rows without such votes keep the one-hot.
     """
     if labels not in (None, *LABELS):
         raise ValueError(f"labels must be one of {', '.join(LABELS)}, not {labels!r}")
+    if fine_labels not in FINE_LABELS:
+        raise ValueError(f"fine_labels must be one of {', '.join(FINE_LABELS)}, "
+                         f"not {fine_labels!r}")
     columns = ["image_id", "split", "label", "source_label", "preprocess", "augmented",
                *BLENDSHAPE_NAMES]
     frame = read_dataset(dataset)
@@ -81,8 +88,9 @@ def load_splits(dataset: str | Path, inputs: tuple[str, ...], *, preprocess: str
     require_columns(frame, inputs, dataset)
     has_votes = all(c in frame.columns for c in fp.DATASET_COLUMNS)
     votes_wanted = labels in ("ferplus", "blend")
-    use_votes = votes_wanted and has_votes
-    if votes_wanted and not has_votes and not ferplus:
+    fine_votes = fine_labels != "source"
+    use_votes = (votes_wanted or fine_votes) and has_votes
+    if (votes_wanted or fine_votes) and not has_votes and not ferplus:
         raise InputError(f"dataset {dataset} has no FER+ vote columns: build it with "
                          "`emotion-estimator prepare --labels ferplus --ferplus VOTES_CSV`, "
                          "or give the votes with --ferplus")
@@ -103,22 +111,41 @@ def load_splits(dataset: str | Path, inputs: tuple[str, ...], *, preprocess: str
         raise InputError(f"dataset labels {unknown} are not among the classes {list(classes)}")
     from_csv = ferplus and not use_votes and labels not in ("fer", "source")
     soft = ferplus_targets(ferplus, classes).set_index("image_id") if from_csv else None
+    seven = None
+    if fine_votes and not use_votes:
+        seven = fp.read_votes(ferplus)
+        seven.insert(0, "image_id", np.arange(len(seven)))
+        seven = seven.set_index("image_id")
     out = {}
     for split in splits:
         rows = frame[frame["split"] == split]
         y = rows["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64, copy=True)
         target = np.eye(len(classes), dtype=np.float32)[y]
-        if use_votes or soft is not None:
+        if (use_votes and votes_wanted) or soft is not None:
             shares = (fp.shares(rows, classes).astype(np.float32) if use_votes
                       else soft.reindex(rows["image_id"]).to_numpy(np.float32))
             ok = ~np.isnan(shares).any(axis=1)
             target[ok] = (shares[ok] if labels != "blend"
                           else 0.5 * (target[ok] + shares[ok]))
+        fine = fine_indices(rows["source_label"]) if "source_label" in rows else None
+        fine_target = None
+        if fine_votes and fine is not None:
+            votes = rows if seven is None else seven.reindex(rows["image_id"])
+            fine_target = _fine_targets(fine, fp.expression_shares(votes, FINE_CLASSES),
+                                        fine_labels)
         out[split] = FusionSplit(decode_inputs(rows, inputs), y, target,
-                                 rows["image_id"].to_numpy(),
-                                 fine_labels(rows["source_label"]) if "source_label" in rows
-                                 else None)
+                                 rows["image_id"].to_numpy(), fine, fine_target=fine_target)
     return out
+
+
+def _fine_targets(fine: np.ndarray, shares: np.ndarray, mode: str) -> np.ndarray:
+    """The expression head's soft targets: FER+ ``shares`` (``ferplus``) or half those, half
+    the one-hot of ``fine`` (``blend``); the one-hot where a row has no shares."""
+    onehot = np.eye(len(FINE_CLASSES), dtype=np.float32)[fine.clip(0)]
+    ok = ~np.isnan(shares).any(axis=1)
+    out = onehot.copy()
+    out[ok] = shares[ok] if mode == "ferplus" else 0.5 * (onehot[ok] + shares[ok])
+    return out.astype(np.float32)
 
 
 def source_classes(source: pd.Series, dataset: str | Path,
@@ -154,7 +181,7 @@ def decode_inputs(rows: pd.DataFrame, inputs: Sequence[str]) -> dict[str, np.nda
     return arrays
 
 
-def fine_labels(source: pd.Series) -> np.ndarray:
+def fine_indices(source: pd.Series) -> np.ndarray:
     """Source labels (FER2013's, or a folder's such as ``sadness``) -> index into
     :data:`FINE_CLASSES`; -1 for labels outside it (e.g. ``contempt``)."""
     index = {c: i for i, c in enumerate(FINE_CLASSES)}
@@ -179,12 +206,18 @@ def merge_splits(parts: list[FusionSplit], repeats: list[int] | None = None) -> 
             raise InputError("datasets to train on together must hold the same inputs and "
                              "face crop size")
     fine = None if any(p.fine is None for p in parts) else np.concatenate([p.fine for p in parts])
+    fine_target = None
+    if fine is not None and any(p.fine_target is not None for p in parts):
+        fine_target = np.concatenate([
+            p.fine_target if p.fine_target is not None
+            else np.eye(len(FINE_CLASSES), dtype=np.float32)[p.fine.clip(0)] for p in parts])
     return FusionSplit({k: np.concatenate([p.inputs[k] for p in parts]) for k in names},
                        np.concatenate([p.y for p in parts]),
                        np.concatenate([p.target for p in parts]),
                        np.concatenate([p.image_id for p in parts]), fine,
                        np.concatenate([np.full(len(p), i) for p, i in zip(parts, origin,
-                                                                            strict=True)]))
+                                                                            strict=True)]),
+                       fine_target)
 
 
 def _stack(column: pd.Series, dtype: type, shape: tuple[int, ...]) -> np.ndarray:

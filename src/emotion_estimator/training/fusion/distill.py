@@ -36,12 +36,16 @@ def teacher_members(path: str | os.PathLike) -> list[tuple[FusionNet, dict]]:
         raise InputError(f"--teacher: cannot read {path}: {exc}") from exc
 
 
-def teacher_probabilities(path: str | os.PathLike, split: FusionSplit) -> np.ndarray:
-    """The teacher's mean calibrated 3-class probabilities for every row of ``split``."""
+def teacher_probabilities(path: str | os.PathLike, split: FusionSplit
+                          ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The teacher's mean calibrated 3-class probabilities for every row of ``split``, and
+    its mean 7-expression probabilities (None unless every member has that view)."""
     inputs = {k: torch.from_numpy(np.require(v, requirements="W")) for k, v in split.inputs.items()}
-    probs = [member_probabilities(model, ckpt, inputs)[0]
-             for model, ckpt in teacher_members(path)]
-    return np.mean(probs, axis=0).astype(np.float32)
+    views = [member_probabilities(model, ckpt, inputs) for model, ckpt in teacher_members(path)]
+    probs = np.mean([p for p, _ in views], axis=0).astype(np.float32)
+    if any(e is None for _, e in views):
+        return probs, None
+    return probs, np.mean([e for _, e in views], axis=0).astype(np.float32)
 
 
 def distilled(split: FusionSplit, teacher: np.ndarray, weight: float) -> FusionSplit:
@@ -59,9 +63,18 @@ def teacher_split(config: FusionConfig, train: FusionSplit) -> FusionSplit:
     ``--teacher`` gives 3-class probabilities; ``--peer-teacher fer`` runs fer's CNN on the
     crops (:mod:`.peer`): its seven probabilities, folded to the classes, take
     ``peer_weight`` of the teacher's share (all of it without ``--teacher``), and they
-    teach the expression head: ``(1 - peer_weight)`` label + ``peer_weight`` peer.
+    teach the expression head: ``(1 - peer_weight)`` label + ``peer_weight`` peer. With
+    ``teacher_expressions`` the teacher's seven take ``teacher_weight`` of that head's targets.
     """
-    teacher = teacher_probabilities(config.teacher, train) if config.teacher else None
+    teacher, seven_t = (teacher_probabilities(config.teacher, train) if config.teacher
+                        else (None, None))
+    if config.teacher_expressions and train.fine is not None:
+        if seven_t is None:
+            raise InputError(f"--teacher-expressions: the teacher {config.teacher or '(none)'} "
+                             "has no expression view")
+        w = config.teacher_weight
+        train = replace(train, fine_target=((1.0 - w) * _fine_targets(train) + w * seven_t)
+                        .astype(np.float32))
     if config.peer_teacher:
         from .peer import fold, peer_expressions
 
@@ -74,7 +87,13 @@ def teacher_split(config: FusionConfig, train: FusionSplit) -> FusionSplit:
         if train.fine is not None:
             # fer answers in FER2013's order, the expression head's too (both fer2013.EMOTIONS);
             # rows without an expression label (-1) are left out of that loss anyway
-            onehot = np.eye(len(FINE_CLASSES), dtype=np.float32)[train.fine.clip(0)]
-            train = replace(train, fine_target=((1.0 - w) * onehot + w * seven)
+            train = replace(train, fine_target=((1.0 - w) * _fine_targets(train) + w * seven)
                             .astype(np.float32))
     return train if teacher is None else distilled(train, teacher, config.teacher_weight)
+
+
+def _fine_targets(split: FusionSplit) -> np.ndarray:
+    """The expression head's targets so far: its soft ones, else the one-hot labels."""
+    if split.fine_target is not None:
+        return split.fine_target
+    return np.eye(len(FINE_CLASSES), dtype=np.float32)[split.fine.clip(0)]

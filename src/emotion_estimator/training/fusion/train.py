@@ -62,12 +62,14 @@ class FusionConfig:
     aux_weight: float = 0.3
     fine_weight: float = 1.0  # the 7-expression head over the source emotions (0: none)
     fine_balance: float = 0.0  # its classes weighed by (mean count / count) ** fine_balance
+    fine_labels: str = "source"  # its targets: source | ferplus (vote shares) | blend (.data)
     cost_weight: float = 1.0  # expected-cost term: sad -> happy costs most (COSTS)
     hard_weight: float = 2.0  # extra loss weight of hard faces (see hard_examples)
     ema: float = 0.999  # decay of the weight average that is validated and kept (0: off)
     init: str = ""  # a run folder or fusion.pt whose weights this run starts from (fine-tuning)
     teacher: str = ""  # an ensemble whose probabilities are mixed into the targets (.distill)
     teacher_weight: float = 0.5
+    teacher_expressions: bool = False  # the teacher's 7 probabilities teach that head too
     peer_teacher: str = ""  # "fer": its CNN joins the teacher at training time (.peer)
     peer_weight: float = 0.3
     peer_python: str = ""
@@ -361,9 +363,10 @@ def training_splits(config: FusionConfig,
                     splits: tuple[str, ...] = ("train", "val")) -> dict[str, FusionSplit]:
     """Train and val rows of ``config.dataset`` plus those of each ``config.extra`` dataset
     (its only preprocess variant; train rows repeated ``extra_repeat`` times)."""
-    ferplus = config.ferplus if config.labels in ("ferplus", "blend") else None
+    votes = config.labels in ("ferplus", "blend") or config.fine_labels != "source"
     parts = [load_splits(config.dataset, config.inputs, preprocess=config.preprocess,
-                         classes=config.classes, ferplus=ferplus, labels=config.labels,
+                         classes=config.classes, ferplus=config.ferplus if votes else None,
+                         labels=config.labels, fine_labels=config.fine_labels,
                          splits=splits)]
     parts += [load_splits(extra, config.inputs, preprocess=None, classes=config.classes,
                           splits=splits) for extra in config.extra]
