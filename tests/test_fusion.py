@@ -1011,23 +1011,26 @@ def test_blend_takes_the_votes_from_the_csv_for_a_dataset_without_them(tmp_path)
     assert np.allclose(got["val"].target, [[1.0, 0.0, 0.0]])
 
 
+def _train_parser_and_data(tmp_path: Path):
+    """The ``train`` command's parser and a 3-train / 1-val toy dataset (happy, sad, fear)."""
+    import argparse
+
+    from emotion_estimator.commands.train import configure
+
+    p = argparse.ArgumentParser()
+    configure(p)
+    return p, write_dataset(tmp_path / "fer", ("pad",), ["happy", "sad", "fear", "sad"],
+                            ["train", "train", "train", "val"])
+
+
 def test_teacher_probabilities_are_mixed_into_the_train_targets_only(run, tmp_path) -> None:
     """``--teacher RUN --teacher-weight W``: train targets = (1 - W) label + W teacher; val
     keeps its labels (it judges the student against the truth)."""
-    import argparse
-
-    from emotion_estimator.commands.train import (
-        _distilled_splits,
-        configure,
-        fusion_config_from_args,
-    )
+    from emotion_estimator.commands.train import _distilled_splits, fusion_config_from_args
     from emotion_estimator.training.fusion.distill import teacher_probabilities
 
     folder, _ckpt, _splits = run
-    data = write_dataset(tmp_path / "fer", ("pad",), ["happy", "sad", "fear", "sad"],
-                         ["train", "train", "train", "val"])
-    p = argparse.ArgumentParser()
-    configure(p)
+    p, data = _train_parser_and_data(tmp_path)
     args = p.parse_args([str(data), "--out", str(tmp_path / "s"), "--kind", "fusion",
                          "--teacher", str(folder), "--teacher-weight", "0.25"])
     cfg = fusion_config_from_args(args)
@@ -1153,20 +1156,11 @@ def test_expression_votes_come_from_the_csv_for_a_dataset_without_them(tmp_path)
 def test_teacher_expressions_teach_the_expression_head(run, tmp_path) -> None:
     """``--teacher-expressions``: the expression head's targets = (1 - W) label + W the
     teacher's seven; without it they stay the labels; it needs a teacher with that view."""
-    import argparse
-
-    from emotion_estimator.commands.train import (
-        _distilled_splits,
-        configure,
-        fusion_config_from_args,
-    )
+    from emotion_estimator.commands.train import _distilled_splits, fusion_config_from_args
     from emotion_estimator.training.fusion.distill import teacher_probabilities
 
     folder, _ckpt, _splits = run
-    data = write_dataset(tmp_path / "fer", ("pad",), ["happy", "sad", "fear", "sad"],
-                         ["train", "train", "train", "val"])
-    p = argparse.ArgumentParser()
-    configure(p)
+    p, data = _train_parser_and_data(tmp_path)
     base = [str(data), "--out", str(tmp_path / "s"), "--kind", "fusion", "--teacher",
             str(folder), "--teacher-weight", "0.25"]
     cfg = fusion_config_from_args(p.parse_args([*base, "--teacher-expressions"]))

@@ -138,10 +138,16 @@ def load_splits(dataset: str | Path, inputs: tuple[str, ...], *, preprocess: str
     return out
 
 
+def fine_onehot(fine: np.ndarray) -> np.ndarray:
+    """Expression indices as one-hot rows over :data:`FINE_CLASSES` (-1, no expression: any
+    row; the expression loss leaves those rows out)."""
+    return np.eye(len(FINE_CLASSES), dtype=np.float32)[fine.clip(0)]
+
+
 def _fine_targets(fine: np.ndarray, shares: np.ndarray, mode: str) -> np.ndarray:
     """The expression head's soft targets: FER+ ``shares`` (``ferplus``) or half those, half
     the one-hot of ``fine`` (``blend``); the one-hot where a row has no shares."""
-    onehot = np.eye(len(FINE_CLASSES), dtype=np.float32)[fine.clip(0)]
+    onehot = fine_onehot(fine)
     ok = ~np.isnan(shares).any(axis=1)
     out = onehot.copy()
     out[ok] = shares[ok] if mode == "ferplus" else 0.5 * (onehot[ok] + shares[ok])
@@ -208,9 +214,8 @@ def merge_splits(parts: list[FusionSplit], repeats: list[int] | None = None) -> 
     fine = None if any(p.fine is None for p in parts) else np.concatenate([p.fine for p in parts])
     fine_target = None
     if fine is not None and any(p.fine_target is not None for p in parts):
-        fine_target = np.concatenate([
-            p.fine_target if p.fine_target is not None
-            else np.eye(len(FINE_CLASSES), dtype=np.float32)[p.fine.clip(0)] for p in parts])
+        fine_target = np.concatenate([p.fine_target if p.fine_target is not None
+                                      else fine_onehot(p.fine) for p in parts])
     return FusionSplit({k: np.concatenate([p.inputs[k] for p in parts]) for k in names},
                        np.concatenate([p.y for p in parts]),
                        np.concatenate([p.target for p in parts]),

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ...errors import InputError
-from .data import FINE_CLASSES, FusionSplit
+from .data import FusionSplit, fine_onehot
 from .ensemble import folder_checkpoint, member_probabilities
 from .model import FusionNet, checkpoint_members
 from .train import CHECKPOINT, FusionConfig
@@ -73,7 +73,7 @@ def teacher_split(config: FusionConfig, train: FusionSplit) -> FusionSplit:
             raise InputError(f"--teacher-expressions: the teacher {config.teacher or '(none)'} "
                              "has no expression view")
         w = config.teacher_weight
-        train = replace(train, fine_target=((1.0 - w) * _fine_targets(train) + w * seven_t)
+        train = replace(train, fine_target=((1.0 - w) * _expression_targets(train) + w * seven_t)
                         .astype(np.float32))
     if config.peer_teacher:
         from .peer import fold, peer_expressions
@@ -87,13 +87,11 @@ def teacher_split(config: FusionConfig, train: FusionSplit) -> FusionSplit:
         if train.fine is not None:
             # fer answers in FER2013's order, the expression head's too (both fer2013.EMOTIONS);
             # rows without an expression label (-1) are left out of that loss anyway
-            train = replace(train, fine_target=((1.0 - w) * _fine_targets(train) + w * seven)
+            train = replace(train, fine_target=((1.0 - w) * _expression_targets(train) + w * seven)
                             .astype(np.float32))
     return train if teacher is None else distilled(train, teacher, config.teacher_weight)
 
 
-def _fine_targets(split: FusionSplit) -> np.ndarray:
+def _expression_targets(split: FusionSplit) -> np.ndarray:
     """The expression head's targets so far: its soft ones, else the one-hot labels."""
-    if split.fine_target is not None:
-        return split.fine_target
-    return np.eye(len(FINE_CLASSES), dtype=np.float32)[split.fine.clip(0)]
+    return split.fine_target if split.fine_target is not None else fine_onehot(split.fine)
