@@ -52,12 +52,11 @@ class FusionSplit:
         return len(self.y)
 
 
-def ferplus_targets(path: str | Path, classes: tuple[str, ...] = CLASSES) -> pd.DataFrame:
-    """``image_id`` -> vote shares over ``classes`` (rows with no emotion vote: NaN)."""
+def vote_table(path: str | Path) -> pd.DataFrame:
+    """The FER+ vote CSV indexed by ``image_id`` (its row order, FER2013's)."""
     votes = fp.read_votes(path)
-    frame = pd.DataFrame(fp.shares(votes, classes), columns=list(classes))
-    frame.insert(0, "image_id", np.arange(len(votes)))
-    return frame
+    votes.index = pd.RangeIndex(len(votes), name="image_id")
+    return votes
 
 
 def load_splits(dataset: str | Path, inputs: tuple[str, ...], *, preprocess: str | None = "pad",
@@ -109,28 +108,23 @@ def load_splits(dataset: str | Path, inputs: tuple[str, ...], *, preprocess: str
     unknown = sorted(set(frame["label"]) - set(classes))
     if unknown:
         raise InputError(f"dataset labels {unknown} are not among the classes {list(classes)}")
-    from_csv = ferplus and not use_votes and labels not in ("fer", "source")
-    soft = ferplus_targets(ferplus, classes).set_index("image_id") if from_csv else None
-    seven = None
-    if fine_votes and not use_votes:
-        seven = fp.read_votes(ferplus)
-        seven.insert(0, "image_id", np.arange(len(seven)))
-        seven = seven.set_index("image_id")
+    soft = votes_wanted or (labels is None and bool(ferplus))  # the 3 classes from votes
+    # the votes: the dataset's own columns, else the CSV (read once, for both heads)
+    table = vote_table(ferplus) if ferplus and not use_votes and (soft or fine_votes) else None
     out = {}
     for split in splits:
         rows = frame[frame["split"] == split]
         y = rows["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64, copy=True)
         target = np.eye(len(classes), dtype=np.float32)[y]
-        if (use_votes and votes_wanted) or soft is not None:
-            shares = (fp.shares(rows, classes).astype(np.float32) if use_votes
-                      else soft.reindex(rows["image_id"]).to_numpy(np.float32))
+        votes = rows if use_votes else None if table is None else table.reindex(rows["image_id"])
+        if soft and votes is not None:
+            shares = fp.shares(votes, classes).astype(np.float32)
             ok = ~np.isnan(shares).any(axis=1)
             target[ok] = (shares[ok] if labels != "blend"
                           else 0.5 * (target[ok] + shares[ok]))
         fine = fine_indices(rows["source_label"]) if "source_label" in rows else None
         fine_target = None
         if fine_votes and fine is not None:
-            votes = rows if seven is None else seven.reindex(rows["image_id"])
             fine_target = _fine_targets(fine, fp.expression_shares(votes, FINE_CLASSES),
                                         fine_labels)
         out[split] = FusionSplit(decode_inputs(rows, inputs), y, target,

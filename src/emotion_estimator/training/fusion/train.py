@@ -363,9 +363,8 @@ def training_splits(config: FusionConfig,
                     splits: tuple[str, ...] = ("train", "val")) -> dict[str, FusionSplit]:
     """Train and val rows of ``config.dataset`` plus those of each ``config.extra`` dataset
     (its only preprocess variant; train rows repeated ``extra_repeat`` times)."""
-    votes = config.labels in ("ferplus", "blend") or config.fine_labels != "source"
     parts = [load_splits(config.dataset, config.inputs, preprocess=config.preprocess,
-                         classes=config.classes, ferplus=config.ferplus if votes else None,
+                         classes=config.classes, ferplus=config.ferplus or None,
                          labels=config.labels, fine_labels=config.fine_labels,
                          splits=splits)]
     parts += [load_splits(extra, config.inputs, preprocess=None, classes=config.classes,
