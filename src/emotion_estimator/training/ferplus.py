@@ -80,10 +80,7 @@ def fold(votes: pd.DataFrame, classes: Sequence[str] = THREE) -> np.ndarray:
 
 def shares(votes: pd.DataFrame, classes: Sequence[str] = THREE) -> np.ndarray:
     """Soft targets: folded vote shares per class, NaN rows where no emotion vote."""
-    counts = fold(votes, classes)
-    total = counts.sum(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, counts / np.maximum(total, 1), np.nan)
+    return _as_shares(fold(votes, classes))
 
 
 def majority(votes: pd.DataFrame, classes: Sequence[str] = THREE) -> tuple[np.ndarray, dict]:
@@ -133,6 +130,11 @@ def expression_shares(votes: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
     for emotion in FERPLUS_EMOTIONS:
         if SOURCE_NAMES.get(emotion) in target:
             counts[:, target.index(SOURCE_NAMES[emotion])] += _column(votes, emotion)
+    return _as_shares(counts)
+
+
+def _as_shares(counts: np.ndarray) -> np.ndarray:
+    """Vote counts per row as shares; NaN rows where a row has no vote."""
     total = counts.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, counts / np.maximum(total, 1), np.nan)
