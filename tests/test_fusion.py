@@ -1181,3 +1181,39 @@ def test_teacher_expressions_teach_the_expression_head(run, tmp_path) -> None:
     assert not flat.get("fine_temperature")
     with pytest.raises(InputError, match="no expression view"):
         _distilled_splits(replace(cfg, teacher=str(tmp_path / "flat")))
+
+
+def test_consistent_teacher_reads_every_augmented_batch(run, tmp_path) -> None:
+    """``--consistent-teacher``: the teacher is asked once per training step, on the batch as
+    augmented for the student (not on the stored rows), and is left out of the fixed targets;
+    on un-augmented rows it answers as the fixed teacher does."""
+    from emotion_estimator.commands.train import _distilled_splits, fusion_config_from_args
+    from emotion_estimator.training.fusion.distill import batch_teacher, teacher_probabilities
+
+    folder, _ckpt, splits = run
+    teacher = batch_teacher(folder, ("face", "landmarks", "blendshapes"))
+    val = splits["val"]
+    fixed, _ = teacher_probabilities(folder, val)
+    with torch.no_grad():
+        asked = teacher(*(torch.from_numpy(val.inputs[n]) for n in teacher.names)).numpy()
+    np.testing.assert_allclose(asked, fixed, atol=1e-5)
+    seen: list[torch.Tensor] = []
+    teacher.register_forward_hook(lambda _m, args, _out: seen.append(args[0].clone()))
+    cfg = config(epochs=2, augment=True, teacher=str(folder), consistent_teacher=True)
+    ckpt = train_fusion(cfg, tmp_path / "student", splits=splits, log=quiet, teacher=teacher)
+    assert ckpt["config"]["consistent_teacher"] is True
+    steps = len(splits["train"]) // cfg.batch_size
+    assert len(seen) == 2 * steps and all(len(b) == cfg.batch_size for b in seen)
+    stored = torch.from_numpy(splits["train"].inputs["face"]).float()
+    for batch in seen[:4]:  # augmented: no crop in it is a stored crop
+        assert all(not any(torch.equal(face, s) for s in stored) for face in batch.float())
+    p, data = _train_parser_and_data(tmp_path)
+    base = [str(data), "--out", str(tmp_path / "s"), "--kind", "fusion"]
+    args = p.parse_args([*base, "--teacher", str(folder), "--consistent-teacher"])
+    got = _distilled_splits(fusion_config_from_args(args))
+    assert np.allclose(got["train"].target, np.eye(3)[[0, 1, 2]])  # labels only
+    for extra in ([], ["--teacher", str(folder), "--teacher-expressions"],
+                  ["--teacher", str(folder), "--peer-teacher", "fer"]):
+        with pytest.raises(InputError, match="--consistent-teacher"):
+            fusion_config_from_args(p.parse_args([*base, "--consistent-teacher", *extra]))
+

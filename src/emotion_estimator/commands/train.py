@@ -172,6 +172,10 @@ def add_fusion_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--teacher-expressions", action="store_true",
                    help="the teacher's seven expression probabilities also take "
                         "--teacher-weight of the expression head's targets")
+    f.add_argument("--consistent-teacher", action="store_true",
+                   help="the teacher reads every training batch as the student sees it, "
+                        "augmented (one teacher pass per step), instead of each face once "
+                        "un-augmented")
     f.add_argument("--peer-teacher", choices=("fer",),
                    help="training time only: fer's CNN (MIT) on the run's crops joins the "
                         "teacher and teaches the expression head; it runs in the peer's venv "
@@ -230,6 +234,10 @@ def fusion_config_from_args(args: argparse.Namespace):
         raise InputError("--peer-teacher needs the face input (--inputs ...,face)")
     if args.teacher_expressions and not args.teacher:
         raise InputError("--teacher-expressions needs --teacher")
+    if args.consistent_teacher and (not args.teacher or args.peer_teacher
+                                    or args.teacher_expressions):
+        raise InputError("--consistent-teacher needs --teacher, and takes neither "
+                         "--peer-teacher nor --teacher-expressions")
     return FusionConfig(
         dataset=str(args.dataset), inputs=tuple(n for n in INPUT_NAMES if n in inputs),
         preprocess=args.preprocess.split(",")[0].strip(), labels=args.labels,
@@ -246,6 +254,7 @@ def fusion_config_from_args(args: argparse.Namespace):
         extra_repeat=args.extra_repeat, init=str(args.init or ""),
         teacher=str(args.teacher or ""), teacher_weight=args.teacher_weight,
         teacher_expressions=args.teacher_expressions,
+        consistent_teacher=args.consistent_teacher,
         peer_teacher=str(args.peer_teacher or ""), peer_weight=args.peer_weight,
         peer_python=str(args.peer_python or ""), device=args.device, command=_command())
 
@@ -298,6 +307,11 @@ def _run_fusion(args: argparse.Namespace) -> int:
     from ..training.fusion.train import CHECKPOINT, train_fusion
 
     config = fusion_config_from_args(args)
+    teacher = None
+    if config.consistent_teacher:
+        from ..training.fusion.distill import batch_teacher
+
+        teacher = batch_teacher(config.teacher, config.inputs)
     seeds = _seeds(args.seeds)
     out = Path(args.out)
     if args.jobs < 1 or (args.jobs > 1 and not seeds):
@@ -308,11 +322,12 @@ def _run_fusion(args: argparse.Namespace) -> int:
 
         # the members share their data (and the teacher's targets), read once
         runs = train_members(config, out, seeds, jobs=args.jobs,
-                             splits=lambda: _distilled_splits(config))
+                             splits=lambda: _distilled_splits(config), teacher=teacher)
         combine_runs(runs, out)
         checkpoint = out / ENSEMBLE
     else:
-        train_fusion(config, out, resume=args.resume, splits=_distilled_splits(config))
+        train_fusion(config, out, resume=args.resume, splits=_distilled_splits(config),
+                     teacher=teacher)
         checkpoint = out / CHECKPOINT
     if args.export:
         from ..training.fusion.export import export_fusion

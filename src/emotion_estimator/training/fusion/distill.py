@@ -1,8 +1,12 @@
 """Distillation: a trained ensemble's calibrated probabilities as (part of) a run's targets.
 
 One student graph that keeps most of an ensemble's gain costs one member's time per face
-(issue 21). The teacher sees each training face once, un-augmented; its 3-class
-probabilities are mixed into the soft targets the student's main head learns from.
+(issue 21). The teacher sees each training face once, un-augmented, and its 3-class
+probabilities are mixed into the soft targets the student's main head learns from; or, with
+``consistent_teacher`` (:func:`batch_teacher`), it reads every training batch as the student
+sees it, augmented, so both judge the same pixels (function matching: Beyer et al., "Knowledge
+distillation: A good teacher is patient and consistent", CVPR 2022), at one teacher pass
+per step.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch
 from ...errors import InputError
 from .data import FusionSplit, fine_onehot
 from .ensemble import folder_checkpoint, member_probabilities
-from .model import FusionNet, checkpoint_members
+from .model import FusionNet, FusionProbabilities, checkpoint_members
 from .train import CHECKPOINT, FusionConfig
 
 
@@ -48,6 +52,18 @@ def teacher_probabilities(path: str | os.PathLike, split: FusionSplit
     return probs, np.mean([e for _, e in views], axis=0).astype(np.float32)
 
 
+def batch_teacher(path: str | os.PathLike, inputs: tuple[str, ...]) -> FusionProbabilities:
+    """The teacher as one module: a batch's inputs (in its ``names`` order) -> its members'
+    mean calibrated 3-class probabilities; for a student with ``inputs``."""
+    members = teacher_members(path)
+    teacher = FusionProbabilities([m for m, _ in members],
+                                  [float(ckpt["temperature"]) for _, ckpt in members]).eval()
+    if missing := [n for n in teacher.names if n not in inputs]:
+        raise InputError(f"--consistent-teacher: the teacher reads {', '.join(missing)}, "
+                         "which the student's data lacks")
+    return teacher
+
+
 def distilled(split: FusionSplit, teacher: np.ndarray, weight: float) -> FusionSplit:
     """``split`` with targets ``(1 - weight) * target + weight * teacher``."""
     if teacher.shape != split.target.shape:
@@ -65,9 +81,10 @@ def teacher_split(config: FusionConfig, train: FusionSplit) -> FusionSplit:
     ``peer_weight`` of the teacher's share (all of it without ``--teacher``), and they
     teach the expression head: ``(1 - peer_weight)`` label + ``peer_weight`` peer. With
     ``teacher_expressions`` the teacher's seven take ``teacher_weight`` of that head's targets.
+    A ``consistent_teacher`` is left out here: the training loop asks it batch by batch.
     """
-    teacher, seven_t = (teacher_probabilities(config.teacher, train) if config.teacher
-                        else (None, None))
+    teacher, seven_t = (teacher_probabilities(config.teacher, train)
+                        if config.teacher and not config.consistent_teacher else (None, None))
     if config.teacher_expressions and train.fine is not None:
         if seven_t is None:
             raise InputError(f"--teacher-expressions: the teacher {config.teacher or '(none)'} "

@@ -19,6 +19,7 @@ from typing import Any
 
 from ...errors import InputError, describe
 from .data import FusionSplit
+from .model import FusionProbabilities
 from .train import CHECKPOINT, FusionConfig, train_fusion
 
 
@@ -35,12 +36,14 @@ def member_config(config: FusionConfig, seed: int) -> FusionConfig:
 
 def train_members(config: FusionConfig, out: Path, seeds: Sequence[int], *, jobs: int = 1,
                   splits: Callable[[], dict[str, FusionSplit] | None] = lambda: None,
-                  log: Callable[[str], None] | None = None) -> list[Path]:
+                  log: Callable[[str], None] | None = None,
+                  teacher: FusionProbabilities | None = None) -> list[Path]:
     """Train each seed's run that is not finished; returns every seed's run folder.
 
     ``splits`` is asked once, only when a member is left to train: the members share its
     rows (a teacher's targets are computed once); None lets each member read its data.
     Side by side, each member's log lines reach ``log`` (default: stderr) marked with its seed.
+    ``teacher``: a consistent teacher for every member (``train_fusion``).
     """
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     runs = member_runs(out, seeds)
@@ -51,14 +54,15 @@ def train_members(config: FusionConfig, out: Path, seeds: Sequence[int], *, jobs
     shared = splits()
     if jobs <= 1 or len(todo) == 1:
         for member, run in todo:
-            train_fusion(member, run, resume=True, log=log, splits=shared)
+            train_fusion(member, run, resume=True, log=log, splits=shared, teacher=teacher)
         return runs
-    _side_by_side(todo, jobs, max(1, config.threads // jobs), shared, log)
+    _side_by_side(todo, jobs, max(1, config.threads // jobs), shared, log, teacher)
     return runs
 
 
 def _side_by_side(todo: list[tuple[FusionConfig, Path]], jobs: int, threads: int,
-                  shared: dict[str, FusionSplit] | None, log: Callable[[str], None]) -> None:
+                  shared: dict[str, FusionSplit] | None, log: Callable[[str], None],
+                  teacher: FusionProbabilities | None = None) -> None:
     """At most ``jobs`` member processes at a time; their lines come back through a queue
     (their fd 2 may be /dev/null: the quiet CLI). The first member that fails or dies stops
     the others (each keeps its last finished epoch) and is raised as one line."""
@@ -71,7 +75,7 @@ def _side_by_side(todo: list[tuple[FusionConfig, Path]], jobs: int, threads: int
                 member, run = waiting.pop(0)
                 process = context.Process(target=_train_member, daemon=True,
                                           args=(replace(member, threads=threads), run, shared,
-                                                lines))
+                                                lines, teacher))
                 process.start()
                 running.append((process, member.seed))
             connection.wait([p.sentinel for p, _ in running], timeout=0.5)
@@ -103,10 +107,10 @@ def _relay(lines: Any, log: Callable[[str], None]) -> Exception | None:
 
 
 def _train_member(config: FusionConfig, run: Path, splits: dict[str, FusionSplit] | None,
-                  lines: Any) -> None:
+                  lines: Any, teacher: FusionProbabilities | None = None) -> None:
     """One member in its own process, its log lines and any error sent to the parent."""
     try:
-        train_fusion(config, run, resume=True, splits=splits,
+        train_fusion(config, run, resume=True, splits=splits, teacher=teacher,
                      log=lambda line: lines.put(("log", config.seed, line)))
     except KeyboardInterrupt:  # Ctrl-C reaches the whole group: the parent says it once
         raise SystemExit(130) from None

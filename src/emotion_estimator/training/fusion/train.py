@@ -30,7 +30,7 @@ from ..metrics import accuracy_and_macro_f1, classification_metrics, fit_tempera
 from ..operating_points import fit_points, relative_points
 from .augment import AugmentConfig, augment, blendshape_mirror, landmark_mirror
 from .data import FINE_CLASSES, FusionSplit, load_splits, merge_splits
-from .model import INPUT_NAMES, FusionDimensions, FusionNet
+from .model import INPUT_NAMES, FusionDimensions, FusionNet, FusionProbabilities
 
 STATE = "state.pt"
 CHECKPOINT = "fusion.pt"
@@ -70,6 +70,7 @@ class FusionConfig:
     teacher: str = ""  # an ensemble whose probabilities are mixed into the targets (.distill)
     teacher_weight: float = 0.5
     teacher_expressions: bool = False  # the teacher's 7 probabilities teach that head too
+    consistent_teacher: bool = False  # the teacher reads each augmented batch (.distill)
     peer_teacher: str = ""  # "fer": its CNN joins the teacher at training time (.peer)
     peer_weight: float = 0.3
     peer_python: str = ""
@@ -165,10 +166,13 @@ def report(y: np.ndarray, proba: np.ndarray, classes: tuple[str, ...]) -> dict[s
 
 def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool = False,
                  log: Callable[[str], None] | None = None,
-                 splits: dict[str, FusionSplit] | None = None) -> dict[str, Any]:
+                 splits: dict[str, FusionSplit] | None = None,
+                 teacher: FusionProbabilities | None = None) -> dict[str, Any]:
     """Train, calibrate, write the run folder; returns the checkpoint dict.
 
-    ``splits`` (``train`` and ``val``) replaces reading ``config.dataset``.
+    ``splits`` (``train`` and ``val``) replaces reading ``config.dataset``; ``teacher`` (an
+    ensemble's probabilities, :func:`.distill.batch_teacher`) takes ``config.teacher_weight``
+    of each batch's targets, computed on the batch as the student sees it, augmented.
     """
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     started = time.perf_counter()
@@ -211,6 +215,8 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
     # not below width 8: there its strided 1x1 backward corrupts memory (torch 2.13, AVX2)
     model.to(device, memory_format=torch.channels_last if dims.width >= MIN_NHWC_WIDTH
              else torch.contiguous_format)
+    if teacher is not None:
+        teacher.to(device, memory_format=torch.channels_last).eval()
 
     weight = torch.from_numpy(class_weights(train.y, len(config.classes))).to(device) \
         if config.class_weights else None
@@ -268,6 +274,10 @@ def train_fusion(config: FusionConfig, out: str | os.PathLike, *, resume: bool =
             batch = augment({k: v[idx] for k, v in xt.items()}, aug_cfg, gen, lm_perm, bs_perm)
             logits, aux = model(**batch)
             target, w = tt[idx], sw[idx]
+            if teacher is not None:
+                with torch.no_grad():
+                    target = ((1.0 - config.teacher_weight) * target + config.teacher_weight
+                              * teacher(*(batch[n] for n in teacher.names)))
             loss = _loss(logits, target, weight, config.smoothing, w, costs, config.cost_weight)
             for name, a in aux.items():
                 if name != "fine":
