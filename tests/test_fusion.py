@@ -1207,6 +1207,16 @@ def test_consistent_teacher_reads_every_augmented_batch(run, tmp_path) -> None:
     stored = torch.from_numpy(splits["train"].inputs["face"]).float()
     for batch in seen[:4]:  # augmented: no crop in it is a stored crop
         assert all(not any(torch.equal(face, s) for s in stored) for face in batch.float())
+    # what it says enters the targets: weight 0 trains exactly as no teacher, 0.5 otherwise
+    zero = train_fusion(replace(cfg, teacher_weight=0.0), tmp_path / "zero", splits=splits,
+                        log=quiet, teacher=teacher)
+    alone = train_fusion(replace(cfg, teacher="", consistent_teacher=False), tmp_path / "alone",
+                         splits=splits, log=quiet)
+
+    def same(a: dict, b: dict) -> bool:
+        return all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+    assert same(zero, alone) and not same(ckpt, zero)
     p, data = _train_parser_and_data(tmp_path)
     base = [str(data), "--out", str(tmp_path / "s"), "--kind", "fusion"]
     args = p.parse_args([*base, "--teacher", str(folder), "--consistent-teacher"])
